@@ -1,0 +1,158 @@
+/* luaopen_wecom_core: the module table of the C core.
+ *
+ *   core.endpoints()            -> { {id=, name=, path=, idempotent=}, ... }
+ *   core.encode(id|nil, body)   -> json | nil, field, message
+ *   core.decode(json)           -> reply, errcode | nil, message
+ *   core.session(opts)          -> an HTTP session (http.c)
+ *   core.sleep(seconds), core.monotime(), core.random(), core.sha256(s)
+ *
+ * Mutable state lives in a userdata upvalue, never in C globals. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "wecom.h"
+
+#define STATE_MT "wecom.core.state"
+#define KEEP_ENCODE_BUFFER (1024 * 1024)
+
+typedef struct {
+    wc_buf out;   /* scratch buffer of the encoder, reused across calls */
+    uint64_t rng; /* xorshift64* state for retry jitter */
+} wc_state;
+
+static wc_state *state(lua_State *L) { return (wc_state *)lua_touserdata(L, lua_upvalueindex(1)); }
+
+static int state_gc(lua_State *L) {
+    wc_buf_free(&((wc_state *)lua_touserdata(L, 1))->out);
+    return 0;
+}
+
+static int l_endpoints(lua_State *L) {
+    size_t i;
+    lua_createtable(L, (int)wc_endpoint_count, 0);
+    for (i = 0; i < wc_endpoint_count; i++) {
+        lua_createtable(L, 0, 4);
+        lua_pushinteger(L, (lua_Integer)i + 1);
+        lua_setfield(L, -2, "id");
+        lua_pushstring(L, wc_endpoints[i].name);
+        lua_setfield(L, -2, "name");
+        lua_pushstring(L, wc_endpoints[i].path);
+        lua_setfield(L, -2, "path");
+        lua_pushboolean(L, wc_endpoints[i].idempotent);
+        lua_setfield(L, -2, "idempotent");
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    return 1;
+}
+
+static int l_encode(lua_State *L) {
+    wc_state *st = state(L);
+    const wc_field *schema = NULL;
+    wc_field body = { .type = WC_OBJECT };
+    wc_enc e;
+    if (!lua_isnoneornil(L, 1)) {
+        lua_Integer id = luaL_checkinteger(L, 1);
+        if (id < 1 || (size_t)id > wc_endpoint_count) return luaL_argerror(L, 1, "no such endpoint");
+        body.fields = wc_endpoints[id - 1].body;
+        schema = &body;
+    }
+    luaL_checkany(L, 2);
+    lua_settop(L, 2);
+    e.L = L;
+    e.out = &st->out;
+    st->out.len = 0;
+    if (!wc_encode(&e, schema, 2)) {
+        wc_buf_trim(&st->out, KEEP_ENCODE_BUFFER);
+        lua_pushnil(L);
+        lua_pushstring(L, e.field);
+        lua_pushstring(L, e.message);
+        return 3;
+    }
+    lua_pushlstring(L, st->out.data, st->out.len);
+    wc_buf_trim(&st->out, KEEP_ENCODE_BUFFER);
+    return 1;
+}
+
+/* A real sleep, never a busy loop; resumes after signals. */
+static int l_sleep(lua_State *L) {
+    lua_Number secs = luaL_checknumber(L, 1);
+    struct timespec ts, rem;
+    if (!(secs > 0)) return 0;
+    if (secs > 86400) secs = 86400;
+    ts.tv_sec = (time_t)secs;
+    ts.tv_nsec = (long)((secs - (lua_Number)ts.tv_sec) * 1e9);
+    while (nanosleep(&ts, &rem) != 0 && errno == EINTR) ts = rem;
+    return 0;
+}
+
+static int l_monotime(lua_State *L) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    return 1;
+}
+
+/* A float in [0, 1) from a private generator, so jitter neither depends on
+ * nor disturbs the application's math.random. */
+static int l_random(lua_State *L) {
+    wc_state *st = state(L);
+    uint64_t x = st->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    st->rng = x;
+    lua_pushnumber(L, (lua_Number)((x * 0x2545F4914F6CDD1DULL) >> 11) / 9007199254740992.0);
+    return 1;
+}
+
+int luaopen_wecom_core(lua_State *L) {
+    static const luaL_Reg with_state[] = {
+        {"encode", l_encode},
+        {"random", l_random},
+        {NULL, NULL},
+    };
+    static const luaL_Reg plain[] = {
+        {"endpoints", l_endpoints},
+        {"session", wc_session_new},
+        {"sleep", l_sleep},
+        {"monotime", l_monotime},
+        {"sha256", wc_sha256},
+        {NULL, NULL},
+    };
+    wc_state *st;
+    struct timespec ts;
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return luaL_error(L, "curl_global_init failed");
+    wc_http_open(L);
+
+    lua_newtable(L);
+    wc_setfuncs(L, plain, 0);
+
+    st = (wc_state *)lua_newuserdata(L, sizeof *st);
+    memset(st, 0, sizeof *st);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    st->rng = ((uint64_t)ts.tv_sec * 1000000007ULL) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32) ^
+              (uint64_t)(uintptr_t)st;
+    if (st->rng == 0) st->rng = 0x9E3779B97F4A7C15ULL;
+    if (luaL_newmetatable(L, STATE_MT)) {
+        lua_pushcfunction(L, state_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    wc_setfuncs(L, with_state, 1);
+
+    wc_decode_open(L);
+    lua_pushcclosure(L, wc_decode, 1);
+    lua_setfield(L, -2, "decode");
+
+    lua_pushliteral(L, WECOM_VERSION);
+    lua_setfield(L, -2, "_VERSION");
+    lua_pushstring(L, curl_version());
+    lua_setfield(L, -2, "curl_version");
+    return 1;
+}

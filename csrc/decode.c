@@ -1,0 +1,100 @@
+/* Reply decoding: a private lua-cjson instance (so a user's cjson settings do
+ * not change ours) parses the JSON; on Lua 5.3+ integral numbers are turned
+ * back into integers, since cjson 2.1.0 gives floats (1571274600.0). */
+#include <math.h>
+
+#include "wecom.h"
+
+#define WC_DECODE_DEPTH 100
+
+/* Pushes cjson.new().decode, configured to refuse NaN/Infinity and deep nesting. */
+int wc_decode_open(lua_State *L) {
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "cjson");
+    if (lua_pcall(L, 1, 1, 0) != 0)
+        return luaL_error(L, "wecom.core needs lua-cjson: %s", lua_tostring(L, -1));
+    lua_getfield(L, -1, "new");
+    if (lua_type(L, -1) != LUA_TFUNCTION) return luaL_error(L, "wecom.core needs lua-cjson 2.1 or later");
+    lua_call(L, 0, 1);
+    lua_getfield(L, -1, "decode_invalid_numbers");
+    lua_pushboolean(L, 0);
+    lua_call(L, 1, 0);
+    lua_getfield(L, -1, "decode_max_depth");
+    lua_pushinteger(L, WC_DECODE_DEPTH);
+    lua_call(L, 1, 0);
+    lua_getfield(L, -1, "decode");
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+    return 1;
+}
+
+#ifdef WC_HAVE_INTEGERS
+static void integerize(lua_State *L, int idx) {
+    luaL_checkstack(L, 4, "reply nested too deeply");
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        int t = lua_type(L, -1);
+        if (t == LUA_TNUMBER && !lua_isinteger(L, -1)) {
+            lua_Number d = lua_tonumber(L, -1);
+            if (d == floor(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0) {
+                lua_pushvalue(L, -2);
+                lua_pushinteger(L, (lua_Integer)d);
+                lua_rawset(L, idx); /* changing an existing key's value keeps lua_next valid */
+            }
+        } else if (t == LUA_TTABLE) {
+            integerize(L, lua_gettop(L));
+        }
+        lua_pop(L, 1);
+    }
+}
+#endif
+
+/* core.decode(json) -> reply, errcode | nil, message */
+int wc_decode(lua_State *L) {
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    lua_Integer errcode = 0;
+    int is_object = 0;
+    lua_settop(L, 1);
+    if (n == 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "empty reply");
+        return 2;
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushlstring(L, s, n);
+    if (lua_pcall(L, 1, 1, 0) != 0) {
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        return 2;
+    }
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        lua_rawgeti(L, -1, 1); /* a non-empty JSON array decodes with a [1] */
+        is_object = lua_isnil(L, -1);
+        lua_pop(L, 1);
+    }
+    if (!is_object) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "reply is not a JSON object");
+        return 2;
+    }
+#ifdef WC_HAVE_INTEGERS
+    integerize(L, lua_gettop(L));
+#endif
+    lua_pushliteral(L, "errcode");
+    lua_rawget(L, -2);
+    if (lua_type(L, -1) == LUA_TNUMBER) {
+        lua_Number d = lua_tonumber(L, -1);
+        if (!(d == floor(d) && fabs(d) <= 2147483647.0)) goto bad_errcode;
+        errcode = (lua_Integer)d;
+    } else if (!lua_isnil(L, -1)) {
+        goto bad_errcode;
+    }
+    lua_pop(L, 1);
+    lua_pushinteger(L, errcode);
+    return 2;
+bad_errcode:
+    lua_pushnil(L);
+    lua_pushliteral(L, "reply has an errcode that is not an integer");
+    return 2;
+}

@@ -1,0 +1,125 @@
+/* Shared declarations of the wecom.core C module. Only luaopen_wecom_core is
+ * exported from the shared object; everything else has hidden visibility. */
+#ifndef WECOM_H
+#define WECOM_H
+
+#include <stddef.h>
+#include <lua.h>
+
+#include "compat.h"
+
+#define WC_INTERNAL __attribute__((visibility("hidden")))
+
+#define WECOM_VERSION "0.1.0"
+
+/* ---- growable byte buffer (buffer.c) ---------------------------------- */
+
+typedef struct {
+    char *data;
+    size_t len, cap;
+} wc_buf;
+
+/* Makes room for `extra` more bytes; returns 0 when memory is exhausted. */
+WC_INTERNAL int wc_buf_grow(wc_buf *b, size_t extra);
+WC_INTERNAL void wc_buf_free(wc_buf *b);
+/* Drops a large allocation after use so one big request does not pin it. */
+WC_INTERNAL void wc_buf_trim(wc_buf *b, size_t keep);
+
+static inline int wc_buf_reserve(wc_buf *b, size_t extra) {
+    return (b->cap - b->len >= extra) ? 1 : wc_buf_grow(b, extra);
+}
+
+/* ---- schemas (schema.c holds the endpoint table) ----------------------- */
+
+typedef enum {
+    WC_ANY = 0,  /* unknown field: encoded by its Lua type */
+    WC_STRING,   /* min..max characters (code points), or bytes with WC_BYTES */
+    WC_COLOR,    /* "#RRGGBB" */
+    WC_INT,      /* integer in min..max, optionally one of `one_of` */
+    WC_FLAG,     /* 0 or 1 (Lua booleans accepted) */
+    WC_OBJECT,   /* `fields`, then `check` */
+    WC_ARRAY     /* min..max elements, each described by `elem` */
+} wc_type;
+
+enum {
+    WC_REQUIRED = 1 << 0,
+    WC_BYTES = 1 << 1,    /* string length counted in bytes (ids) */
+    WC_READONLY = 1 << 2  /* accepted by the API on create only: refused here */
+};
+
+typedef struct wc_field wc_field;
+typedef struct wc_enc wc_enc;
+
+/* A rule across the fields of one object (the object is at stack index
+ * `idx`); returns 0 after calling wc_enc_fail. */
+typedef int (*wc_check_fn)(wc_enc *e, int idx);
+
+struct wc_field {
+    const char *name;          /* NULL ends a field list */
+    wc_type type;
+    unsigned flags;
+    lua_Integer min, max;      /* value range, length range or list size */
+    const wc_field *fields;    /* WC_OBJECT: its known fields */
+    const wc_field *elem;      /* WC_ARRAY: the element */
+    const lua_Integer *one_of; /* WC_INT: allowed values, ended by WC_END */
+    wc_check_fn check;         /* WC_OBJECT: cross-field rule */
+    const char *note;          /* WC_READONLY: why it is refused */
+};
+
+#define WC_END ((lua_Integer)0x7fffffffffffffffLL)
+
+typedef struct {
+    const char *name;  /* Lua method name, e.g. "calendar_add" */
+    const char *path;  /* under /cgi-bin/, e.g. "oa/calendar/add" */
+    const wc_field *body; /* the known fields of the request body */
+    int idempotent;    /* safe to retry after a transport failure */
+} wc_endpoint;
+
+WC_INTERNAL extern const wc_endpoint wc_endpoints[];
+WC_INTERNAL extern const size_t wc_endpoint_count;
+
+/* ---- encoder (encode.c) ---------------------------------------------- */
+
+#define WC_MAX_DEPTH 100
+#define WC_ERR_SIZE 512
+
+struct wc_enc {
+    lua_State *L;
+    wc_buf *out;
+    int depth;
+    struct {
+        const char *key; /* NULL: an index */
+        size_t len;
+        lua_Integer index;
+    } path[WC_MAX_DEPTH + 2];
+    const void *tables[WC_MAX_DEPTH + 2]; /* the open tables, for cycles */
+    int ntables;
+    char field[WC_ERR_SIZE];  /* path of the bad field, "" for the body */
+    char message[WC_ERR_SIZE];
+};
+
+/* Validates `idx` against `schema` (NULL: no schema) and appends its JSON to
+ * `out`. Returns 0 with e->field and e->message set when the input is bad. */
+WC_INTERNAL int wc_encode(wc_enc *e, const wc_field *schema, int idx);
+WC_INTERNAL int wc_enc_fail(wc_enc *e, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Path segments for errors found by check functions. */
+WC_INTERNAL void wc_enc_push_key(wc_enc *e, const char *key);
+WC_INTERNAL void wc_enc_push_index(wc_enc *e, lua_Integer i);
+WC_INTERNAL void wc_enc_pop(wc_enc *e);
+
+/* ---- decoder (decode.c) ---------------------------------------------- */
+
+WC_INTERNAL int wc_decode_open(lua_State *L); /* pushes the decoder state */
+WC_INTERNAL int wc_decode(lua_State *L);      /* core.decode, upvalue 1 = state */
+
+/* ---- SHA-256 (sha256.c) ----------------------------------------------- */
+
+WC_INTERNAL int wc_sha256(lua_State *L);
+
+/* ---- HTTP session (http.c) ------------------------------------------- */
+
+WC_INTERNAL void wc_http_open(lua_State *L); /* registers the metatable */
+WC_INTERNAL int wc_session_new(lua_State *L);
+
+#endif
