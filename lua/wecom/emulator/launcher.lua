@@ -1,0 +1,235 @@
+-- Starts and stops the WeCom emulator: an unprivileged nginx with its Lua
+-- module, serving lua/wecom/emulator/server.lua on 127.0.0.1.
+--
+--   local launcher = require("wecom.emulator.launcher")
+--   local emu = assert(launcher.start{ port = 0 })   -- 0: any free port
+--   print(emu.base_url)
+--   emu:stop()
+local M = {}
+
+M.DEFAULT_PORT = 18080
+
+local Emulator = {}
+Emulator.__index = Emulator
+
+local function shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- os.execute's result as a boolean on 5.1 and 5.2+.
+local function run(cmd)
+  local a, _, c = os.execute(cmd)
+  if type(a) == "number" then return a == 0 end
+  return a == true and (c == nil or c == 0)
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function write_file(path, data)
+  local f, err = io.open(path, "wb")
+  if not f then return nil, err end
+  f:write(data)
+  f:close()
+  return true
+end
+
+local function capture(cmd)
+  local p = io.popen(cmd)
+  if not p then return "" end
+  local s = p:read("*a") or ""
+  p:close()
+  return (s:gsub("%s+$", ""))
+end
+
+local function file_exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+-- The directory holding wecom/emulator/server.lua, as an absolute path.
+local function lua_root()
+  local src = debug.getinfo(1, "S").source:gsub("^@", "")
+  local root = src:gsub("wecom/emulator/launcher%.lua$", "")
+  if root == "" then root = "./" end
+  if root:sub(1, 1) ~= "/" then root = capture("cd " .. shell_quote(root) .. " && pwd") .. "/" end
+  return root
+end
+
+local function find_nginx()
+  local env = os.getenv("WECOM_NGINX")
+  if env and env ~= "" then return env end
+  for _, p in ipairs{ "/usr/sbin/nginx", "/usr/local/openresty/nginx/sbin/nginx", "/usr/local/sbin/nginx" } do
+    if file_exists(p) then return p end
+  end
+  local p = capture("command -v nginx 2>/dev/null")
+  if p ~= "" then return p end
+  return nil
+end
+
+-- load_module lines for Debian's dynamic modules; OpenResty has them built in.
+local function module_lines()
+  local dir = os.getenv("WECOM_NGINX_MODULES") or "/usr/lib/nginx/modules"
+  local lines = {}
+  for _, m in ipairs{ "ndk_http_module.so", "ngx_http_lua_module.so" } do
+    if file_exists(dir .. "/" .. m) then lines[#lines + 1] = ("load_module %s/%s;"):format(dir, m) end
+  end
+  return table.concat(lines, "\n")
+end
+
+local function default_dir(port)
+  local tmp = os.getenv("TMPDIR")
+  if not tmp or tmp == "" then tmp = "/tmp" end
+  return ("%s/wecom-emulator-%d"):format(tmp, port)
+end
+
+-- Settings passed to the server at start (corpid, corpsecret, token_ttl).
+local function lua_literal(v)
+  if type(v) == "string" then return ("%q"):format(v) end
+  return tostring(v)
+end
+
+local function config_block(opts)
+  local parts = {}
+  for _, k in ipairs{ "corpid", "corpsecret", "token_ttl" } do
+    if opts[k] ~= nil then parts[#parts + 1] = ("%s = %s"):format(k, lua_literal(opts[k])) end
+  end
+  return "{ " .. table.concat(parts, ", ") .. " }"
+end
+
+local function nginx_conf(dir, port, opts)
+  local root = lua_root()
+  local is_root = capture("id -u 2>/dev/null") == "0"
+  local tls = ""
+  if opts.tls_port then
+    tls = ("listen 127.0.0.1:%d ssl;\n    ssl_certificate %s;\n    ssl_certificate_key %s;"):format(
+      opts.tls_port, opts.tls_cert, opts.tls_key)
+  end
+  return ([[
+%s
+%s
+worker_processes 1;
+daemon on;
+pid %s/nginx.pid;
+error_log %s/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  lua_package_path "%s?.lua;%s?/init.lua;;";
+  lua_socket_log_errors off;
+  client_body_buffer_size 64m;
+  client_max_body_size 64m;
+  client_body_temp_path %s/body;
+  proxy_temp_path %s/proxy;
+  fastcgi_temp_path %s/fastcgi;
+  uwsgi_temp_path %s/uwsgi;
+  scgi_temp_path %s/scgi;
+  keepalive_requests 100000;
+  init_by_lua_block { require("wecom.emulator.server").init(%s) }
+  server {
+    listen 127.0.0.1:%d;
+    %s
+    location / { content_by_lua_block { require("wecom.emulator.server").handle() } }
+  }
+}
+]]):format(module_lines(), is_root and "user root;" or "", dir, dir, root, root,
+    dir, dir, dir, dir, dir, config_block(opts), port, tls)
+end
+
+local function pid_alive(pid)
+  return pid and run("kill -0 " .. pid .. " 2>/dev/null")
+end
+
+local function sleep(s) run("sleep " .. s) end
+
+-- Tries to start nginx on `port` in `dir`; returns true, or nil and the
+-- error text (with `busy` true when the port was taken).
+local function try_start(nginx, dir, port, opts)
+  run("mkdir -p " .. shell_quote(dir))
+  local ok, err = write_file(dir .. "/nginx.conf", nginx_conf(dir, port, opts))
+  if not ok then return nil, "can't write " .. dir .. "/nginx.conf: " .. tostring(err) end
+  local started = run(("%s -p %s -c %s 2>%s"):format(shell_quote(nginx), shell_quote(dir .. "/"),
+    shell_quote(dir .. "/nginx.conf"), shell_quote(dir .. "/start.log")))
+  if started then return true end
+  local log = (read_file(dir .. "/start.log") or "") .. (read_file(dir .. "/error.log") or "")
+  return nil, log, log:find("Address already in use", 1, true) ~= nil
+end
+
+-- opts: port (0 or nil for any free one), dir, corpid, corpsecret, token_ttl,
+-- tls_port/tls_cert/tls_key (an extra HTTPS listener).
+function M.start(opts)
+  opts = opts or {}
+  local nginx = find_nginx()
+  if not nginx then
+    return nil, "nginx not found: install nginx-light and libnginx-mod-http-lua (or set WECOM_NGINX)"
+  end
+  local fixed = opts.port and opts.port ~= 0
+  -- a private generator: the application's math.random is left alone
+  local state = (os.time() + math.floor(os.clock() * 1e6) +
+    (tonumber(tostring({}):match("0x(%x+)") or "0", 16) or 0)) % 2147483647
+  local last_err
+  for _ = 1, fixed and 1 or 30 do
+    state = (state * 1103515245 + 12345) % 2147483648
+    local port = fixed and opts.port or 20000 + state % 40000
+    local dir = opts.dir or default_dir(port)
+    local ok, err, busy = try_start(nginx, dir, port, opts)
+    if ok then
+      local self = setmetatable({
+        port = port, dir = dir, nginx = nginx,
+        base_url = ("http://127.0.0.1:%d"):format(port),
+        pid = tonumber(read_file(dir .. "/nginx.pid") or ""),
+      }, Emulator)
+      if opts.tls_port then self.tls_url = ("https://127.0.0.1:%d"):format(opts.tls_port) end
+      return self
+    end
+    last_err = err
+    if not opts.dir then run("rm -rf " .. shell_quote(dir)) end
+    if not busy then break end
+  end
+  return nil, "the emulator did not start: " .. tostring(last_err)
+end
+
+-- Stops the nginx serving `dir` and waits until it is gone.
+function M.stop_dir(dir, keep)
+  local pid = tonumber(read_file(dir .. "/nginx.pid") or "")
+  if not pid then return nil, "no emulator is running in " .. dir end
+  run("kill -TERM " .. pid .. " 2>/dev/null")
+  for _ = 1, 100 do
+    if not pid_alive(pid) then break end
+    sleep(0.05)
+  end
+  if pid_alive(pid) then run("kill -KILL " .. pid .. " 2>/dev/null") end
+  if not keep then run("rm -rf " .. shell_quote(dir)) end
+  return true
+end
+
+-- The pid of the emulator running in `dir`, or nil.
+function M.running(dir)
+  local pid = tonumber(read_file(dir .. "/nginx.pid") or "")
+  if pid_alive(pid) then return pid end
+  return nil
+end
+
+function M.stop_port(port)
+  return M.stop_dir(default_dir(port))
+end
+
+function Emulator:stop(keep)
+  if self.stopped then return true end
+  self.stopped = true
+  return M.stop_dir(self.dir, keep)
+end
+
+function Emulator:error_log()
+  return read_file(self.dir .. "/error.log") or ""
+end
+
+M.default_dir = default_dir
+
+return M

@@ -1,0 +1,334 @@
+-- wecom: a client of the WeCom (企业微信) calendar and schedule API.
+--
+--   local wecom = require("wecom")
+--   local client = assert(wecom.new{ corpid = "ww...", corpsecret = "..." })
+--   local res, err = client:calendar_get{ cal_id_list = { cal_id } }
+--
+-- Every runtime failure is `nil, err` with err a wecom.errors object; only
+-- programming mistakes (a method called without the colon) raise.
+local core = require("wecom.core")
+local errors = require("wecom.errors")
+local token = require("wecom.token")
+
+local M = {
+  _VERSION = core._VERSION,
+  errors = errors,
+}
+
+local Client = {}
+Client.__index = Client
+Client.__name = "wecom.client"
+
+-- Credentials and machinery live here, not in the client table, so that
+-- printing or walking a client never shows the secret.
+local private = setmetatable({}, { __mode = "k" })
+
+local DEFAULT_BASE_URL = "https://qyapi.weixin.qq.com"
+
+---------------------------------------------------------------------------
+-- options
+
+local function is_callable(v)
+  if type(v) == "function" then return true end
+  local mt = getmetatable(v)
+  return type(mt) == "table" and mt.__call ~= nil
+end
+
+local function has_method(v, name)
+  local t = type(v)
+  if t ~= "table" and t ~= "userdata" then return false end
+  local ok, m = pcall(function() return v[name] end)
+  return ok and is_callable(m)
+end
+
+local function positive_number(max)
+  return function(v)
+    if type(v) ~= "number" or v ~= v or v <= 0 or v > max then
+      return nil, ("expected a number of seconds in (0, %d]"):format(max)
+    end
+    return v
+  end
+end
+
+local function non_negative_number(v)
+  if type(v) ~= "number" or v ~= v or v < 0 or v > 3600 then
+    return nil, "expected a number of seconds in [0, 3600]"
+  end
+  return v
+end
+
+local function non_empty_string(v)
+  if type(v) ~= "string" or v == "" then return nil, "expected a non-empty string" end
+  if v:find("[%c ]") then return nil, "must not contain spaces or control characters" end
+  return v
+end
+
+local OPTIONS = {
+  corpid = non_empty_string,
+  corpsecret = non_empty_string,
+  access_token = non_empty_string,
+  token = function(v)
+    if not is_callable(v) then return nil, "expected a function returning token, expires_in" end
+    return v
+  end,
+  base_url = function(v)
+    if type(v) ~= "string" or not v:match("^https?://[^/%s?#]+") or v:find("[%c%s?#]") then
+      return nil, "expected an http(s) URL such as " .. DEFAULT_BASE_URL
+    end
+    return (v:gsub("/+$", ""):gsub("/cgi%-bin$", ""))
+  end,
+  timeout = positive_number(3600),
+  connect_timeout = positive_number(3600),
+  max_retries = function(v)
+    if type(v) ~= "number" or v ~= math.floor(v) or v < 0 or v > 10 then
+      return nil, "expected an integer in 0..10"
+    end
+    return v
+  end,
+  retry_base_delay = non_negative_number,
+  retry_max_delay = non_negative_number,
+  ca_file = function(v)
+    if type(v) ~= "string" or v == "" then return nil, "expected the path of a CA bundle" end
+    local f = io.open(v, "rb")
+    if not f then return nil, "can't read " .. v end
+    f:close()
+    return v
+  end,
+  token_cache = function(v)
+    if not (has_method(v, "get") and has_method(v, "set")) then
+      return nil, "expected an object with get(key) and set(key, value, ttl) methods"
+    end
+    return v
+  end,
+  max_response_bytes = function(v)
+    if type(v) ~= "number" or v ~= math.floor(v) or v < 1 then return nil, "expected a positive integer" end
+    return v
+  end,
+  user_agent = function(v)
+    if type(v) ~= "string" or v:find("%c") then return nil, "expected a string without control characters" end
+    return v
+  end,
+  transport = function(v)
+    if v == "curl" then return v end
+    if not has_method(v, "request") then
+      return nil, 'expected "curl" or an object with a request(method, url, body) method'
+    end
+    return v
+  end,
+}
+
+local function option_error(name, text)
+  return nil, errors.validation("wecom.new", name, text)
+end
+
+local function check_options(opts)
+  if type(opts) ~= "table" then return option_error(nil, "expected a table of options") end
+  local o = {}
+  for name, value in pairs(opts) do
+    local check = OPTIONS[name]
+    if not check then
+      return option_error(tostring(name), "unknown option")
+    end
+    local v, why = check(value)
+    if v == nil then return option_error(name, why) end
+    o[name] = v
+  end
+  local modes = (o.corpid and 1 or 0) + (o.access_token and 1 or 0) + (o.token and 1 or 0)
+  if modes ~= 1 then
+    return option_error(nil, "give exactly one of corpid + corpsecret, access_token, or token")
+  end
+  if o.corpid and not o.corpsecret then return option_error("corpsecret", "required with corpid") end
+  if o.corpsecret and not o.corpid then return option_error("corpid", "required with corpsecret") end
+  o.base_url = o.base_url or DEFAULT_BASE_URL
+  o.timeout = o.timeout or 10
+  o.connect_timeout = o.connect_timeout or 5
+  o.max_retries = o.max_retries or 3
+  o.retry_base_delay = o.retry_base_delay or 0.5
+  o.retry_max_delay = o.retry_max_delay or 8
+  o.max_response_bytes = o.max_response_bytes or 64 * 1024 * 1024
+  return o
+end
+
+---------------------------------------------------------------------------
+-- the path of one request
+
+local function urlescape(s)
+  return (s:gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
+end
+M.urlescape = urlescape
+
+-- Everything that must never appear in an error: the secret, the tokens,
+-- and their URL-escaped forms.
+local function secrets_of(p, current)
+  local list = {}
+  local function add(s)
+    if type(s) == "string" and #s >= errors.MIN_SECRET then
+      list[#list + 1] = s
+      local escaped = urlescape(s)
+      if escaped ~= s then list[#list + 1] = escaped end
+    end
+  end
+  add(p.corpsecret)
+  add(p.access_token)
+  add(current)
+  return list
+end
+
+-- One HTTP exchange: transport, status, JSON, errcode.
+local function exchange(p, endpoint, method, url, payload, idempotent)
+  local ok, status, body, detail = pcall(p.transport.request, p.transport, method, url, payload)
+  if not ok then
+    return nil, errors.transport(endpoint, "error", "the transport raised: " .. tostring(status), idempotent)
+  end
+  if not status then return nil, errors.transport(endpoint, body or "network", detail, idempotent) end
+  if status ~= 200 then return nil, errors.http(endpoint, status, body, idempotent) end
+  local res, errcode = core.decode(body)
+  if not res then return nil, errors.decode(endpoint, errcode, status, idempotent) end
+  if errcode ~= 0 then return nil, errors.api(endpoint, errcode, res.errmsg, status) end
+  return res
+end
+
+-- Exponential back-off with jitter: half the step plus a random half.
+local function backoff(p, retry)
+  local step = math.min(p.retry_max_delay, p.retry_base_delay * 2 ^ (retry - 1))
+  return step / 2 + step / 2 * core.random()
+end
+
+-- Sends one request under the retry policy. `with_token` says whether the
+-- URL carries the access token (everything but gettoken does).
+local function perform(p, endpoint, method, base_url, payload, idempotent, with_token)
+  local attempts, retries, refreshed = 0, 0, false
+  while true do
+    local url, current = base_url, nil
+    if with_token then
+      local err
+      current, err = p.tokens:get()
+      if not current then return nil, errors.redact(err, secrets_of(p)) end
+      url = base_url .. "?access_token=" .. urlescape(current)
+    end
+    attempts = attempts + 1
+    local res, err = exchange(p, endpoint, method, url, payload, idempotent)
+    if res then return res end
+    local action = errors.action(err, idempotent)
+    if action == "refresh" and with_token and not refreshed and p.tokens:invalidate(current) then
+      refreshed = true
+    elseif action == "retry" and retries < p.max_retries then
+      retries = retries + 1
+      p.sleep(backoff(p, retries))
+    else
+      err.attempts = attempts
+      return nil, errors.redact(err, secrets_of(p, current))
+    end
+  end
+end
+
+-- GET /cgi-bin/gettoken -> token, expires_in | nil, err
+local function fetch_token(p)
+  local url = ("%s/cgi-bin/gettoken?corpid=%s&corpsecret=%s"):format(
+    p.base_url, urlescape(p.corpid), urlescape(p.corpsecret))
+  local res, err = perform(p, "gettoken", "GET", url, nil, true, false)
+  if not res then return nil, err end
+  local tok, expires_in = res.access_token, tonumber(res.expires_in)
+  if type(tok) ~= "string" or tok == "" or #tok > 2048 or tok:find("[%c%s]") or not expires_in or expires_in <= 0 then
+    return nil, errors.decode("gettoken", "no usable access_token/expires_in in the reply", 200, true)
+  end
+  return tok, expires_in
+end
+
+---------------------------------------------------------------------------
+-- the client
+
+local function state(self, method)
+  local p = private[self]
+  if not p then
+    error(("wecom: call it as client:%s(...), on a client made by wecom.new"):format(method), 3)
+  end
+  return p
+end
+
+local function make_transport(o)
+  if o.transport ~= nil and o.transport ~= "curl" then return o.transport end
+  return require("wecom.transport.curl").new(o)
+end
+
+function M.new(opts)
+  local o, err = check_options(opts)
+  if not o then return nil, err end
+  local p = {
+    base_url = o.base_url,
+    corpid = o.corpid,
+    corpsecret = o.corpsecret,
+    access_token = o.access_token,
+    max_retries = o.max_retries,
+    retry_base_delay = o.retry_base_delay,
+    retry_max_delay = o.retry_max_delay,
+    sleep = core.sleep,
+  }
+  local ok, transport = pcall(make_transport, o)
+  if not ok then return option_error("transport", tostring(transport)) end
+  p.transport = transport
+  if o.corpid then
+    p.tokens = token.corp{
+      base_url = o.base_url, corpid = o.corpid, corpsecret = o.corpsecret, cache = o.token_cache,
+      fetch = function() return fetch_token(p) end,
+    }
+  elseif o.access_token then
+    p.tokens = token.fixed(o.access_token)
+  else
+    p.tokens = token.callback(o.token)
+  end
+  local client = setmetatable({}, Client)
+  private[client] = p
+  return client
+end
+
+-- One method per row of the C endpoint table.
+local ENDPOINTS = core.endpoints()
+M.endpoints = {}
+for _, ep in ipairs(ENDPOINTS) do
+  local id, name, path, idempotent = ep.id, ep.name, ep.path, ep.idempotent
+  M.endpoints[#M.endpoints + 1] = { name = name, path = path, idempotent = idempotent }
+  Client[name] = function(self, body)
+    local p = state(self, name)
+    local payload, field, text = core.encode(id, body)
+    if not payload then return nil, errors.validation(path, field, text) end
+    return perform(p, path, "POST", p.base_url .. "/cgi-bin/" .. path, payload, idempotent, true)
+  end
+end
+
+-- Any other POST endpoint, sent without a schema (the body is still checked
+-- for what JSON and WeCom can carry). opts.idempotent allows retries after
+-- transport failures.
+function Client:call(path, body, opts)
+  local p = state(self, "call")
+  if type(path) ~= "string" then return nil, errors.validation("call", "path", "expected a string") end
+  path = path:gsub("^/+", ""):gsub("^cgi%-bin/", "")
+  if not path:match("^[%w_%-][%w_%-/%.]*$") or path:find("..", 1, true) then
+    return nil, errors.validation("call", "path", "expected an API path such as oa/calendar/get")
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    return nil, errors.validation(path, "opts", "expected a table")
+  end
+  local payload, field, text = core.encode(nil, body == nil and {} or body)
+  if not payload then return nil, errors.validation(path, field, text) end
+  local idempotent = (opts and opts.idempotent) and true or false
+  return perform(p, path, "POST", p.base_url .. "/cgi-bin/" .. path, payload, idempotent, true)
+end
+
+-- Closes the HTTP session; the client must not be used afterwards.
+function Client:close()
+  local p = state(self, "close")
+  if has_method(p.transport, "close") then p.transport:close() end
+  return true
+end
+
+Client.__tostring = function(self)
+  local p = private[self]
+  if not p then return "wecom.client (invalid)" end
+  local who = p.corpid and ("corpid " .. p.corpid) or (p.access_token and "fixed token" or "token function")
+  return ("wecom.client (%s, %s)"):format(who, p.base_url)
+end
+
+M.Client = Client
+
+return M

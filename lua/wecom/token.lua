@@ -1,0 +1,139 @@
+-- Access tokens: where the client gets the token it puts in each URL.
+--
+-- Three providers share one interface:
+--   provider:get()           -> token | nil, err
+--   provider:invalidate(tok) -> true when a fresh token can be obtained
+-- corp:     corpid + corpsecret, fetched from /cgi-bin/gettoken and cached
+--           per (base_url, corpid, secret) in a pluggable cache
+-- fixed:    a token given by the user, never fetched
+-- callback: the user's function(rejected_token) -> token [, expires_in]
+local core = require("wecom.core")
+local errors = require("wecom.errors")
+local memcache = require("wecom.cache")
+
+local M = {}
+
+-- Shared by every client of this Lua state that has no token_cache option,
+-- so two clients of the same app share one token.
+local default_cache = memcache.new()
+
+-- gettoken failures that only a configuration change can fix. They are
+-- remembered for a while so a busy caller does not hammer gettoken (WeCom
+-- blocks an IP that keeps sending a wrong secret).
+M.CONFIG_ERRORS = { [40001] = true, [40013] = true }
+M.CONFIG_ERROR_TTL = 60
+local config_failures = {}
+
+-- Seconds a token may be used: refreshed a little before WeCom expires it.
+function M.lifetime(expires_in)
+  return expires_in - math.min(300, expires_in / 10)
+end
+
+function M.cache_key(base_url, corpid, secret)
+  return ("wecom:token:%s:%s"):format(corpid, core.sha256(base_url .. "\n" .. corpid .. "\n" .. secret):sub(1, 32))
+end
+
+-- Calls a method of a user-supplied cache; a failing cache counts as a miss.
+local function cache_call(cache, method, ...)
+  local fn = cache[method]
+  if fn == nil then return nil end
+  local ok, value = pcall(fn, cache, ...)
+  if ok then return value end
+  return nil
+end
+
+---------------------------------------------------------------------------
+local Corp = {}
+Corp.__index = Corp
+
+-- opts: corpid, corpsecret, base_url, cache (optional), fetch: a function
+-- returning token, expires_in or nil, err.
+function M.corp(opts)
+  return setmetatable({
+    key = M.cache_key(opts.base_url, opts.corpid, opts.corpsecret),
+    cache = opts.cache or default_cache,
+    fetch = opts.fetch,
+  }, Corp)
+end
+
+function Corp:get()
+  local token = cache_call(self.cache, "get", self.key)
+  if type(token) == "string" and token ~= "" then return token end
+  local failure = config_failures[self.key]
+  if failure then
+    if core.monotime() < failure.expires then return nil, failure.err end
+    config_failures[self.key] = nil
+  end
+  local expires_in, err
+  token, expires_in = self.fetch()
+  if not token then
+    err = expires_in
+    if err.kind == "api" and M.CONFIG_ERRORS[err.errcode] then
+      config_failures[self.key] = { err = err, expires = core.monotime() + M.CONFIG_ERROR_TTL }
+    end
+    return nil, err
+  end
+  cache_call(self.cache, "set", self.key, token, M.lifetime(expires_in))
+  return token
+end
+
+-- Drops the cached token only if it is still the one that failed: another
+-- client (or worker) may already have put a fresh one there.
+function Corp:invalidate(token)
+  if cache_call(self.cache, "get", self.key) == token then
+    if self.cache.delete then
+      cache_call(self.cache, "delete", self.key)
+    else
+      cache_call(self.cache, "set", self.key, nil)
+    end
+  end
+  return true
+end
+
+---------------------------------------------------------------------------
+local Fixed = {}
+Fixed.__index = Fixed
+
+function M.fixed(token)
+  return setmetatable({ token = token }, Fixed)
+end
+
+function Fixed:get() return self.token end
+
+function Fixed:invalidate() return false end
+
+---------------------------------------------------------------------------
+local Callback = {}
+Callback.__index = Callback
+
+function M.callback(fn)
+  return setmetatable({ fn = fn }, Callback)
+end
+
+local function provider_error(text)
+  return errors.transport("token", "token", "the token function " .. text, true)
+end
+
+-- Without expires_in the function is asked for every request: it is then
+-- the user's own cache. With it, the token is kept that long.
+function Callback:get()
+  if self.token and core.monotime() < self.expires then return self.token end
+  local ok, token, expires_in = pcall(self.fn, self.rejected)
+  if not ok then return nil, provider_error("raised an error: " .. tostring(token)) end
+  if type(token) ~= "string" or token == "" then
+    return nil, provider_error(("returned no token (%s)"):format(expires_in ~= nil and tostring(expires_in) or type(token)))
+  end
+  self.rejected = nil
+  if type(expires_in) == "number" and expires_in > 0 then
+    self.token, self.expires = token, core.monotime() + M.lifetime(expires_in)
+  end
+  return token
+end
+
+function Callback:invalidate(token)
+  if self.token == token then self.token = nil end
+  self.rejected = token
+  return true
+end
+
+return M

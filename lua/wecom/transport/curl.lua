@@ -1,0 +1,36 @@
+-- The libcurl transport: a wecom.core HTTP session (one easy handle, kept
+-- alive across calls). It blocks while a request is in flight, which is what
+-- plain Lua scripts want; inside nginx request handlers use cosockets.
+--
+-- Every transport has the same shape:
+--   transport:request(method, url, body) -> status, body | nil, reason, message
+local core = require("wecom.core")
+
+local Transport = {}
+Transport.__index = Transport
+
+local M = {}
+
+-- opts: timeout, connect_timeout, ca_file, max_response_bytes, user_agent
+function M.new(opts)
+  opts = opts or {}
+  return setmetatable({
+    session = core.session{
+      timeout = opts.timeout,
+      connect_timeout = opts.connect_timeout,
+      ca_file = opts.ca_file,
+      max_response_bytes = opts.max_response_bytes,
+      user_agent = opts.user_agent,
+    },
+  }, Transport)
+end
+
+function Transport:request(method, url, body)
+  return self.session:request(method, url, body)
+end
+
+function Transport:close()
+  return self.session:close()
+end
+
+return M
