@@ -10,6 +10,9 @@
 
 #define WC_INTERNAL __attribute__((visibility("hidden")))
 
+/* The one exported symbol of the shared object. */
+__attribute__((visibility("default"))) int luaopen_wecom_core(lua_State *L);
+
 #define WECOM_VERSION "0.1.0"
 
 /* ---- growable byte buffer (buffer.c) ---------------------------------- */

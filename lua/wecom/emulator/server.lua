@@ -182,12 +182,13 @@ control["config"] = function(body)
 end
 
 control["faults"] = function(body)
-  if ngx.req.get_method() == "DELETE" then
-    state.clear_faults()
-    return { ok = true }
-  end
   local ok, err = state.add_fault(body)
   if not ok then return nil, err end
+  return { ok = true }
+end
+
+control["clear_faults"] = function()
+  state.clear_faults()
   return { ok = true }
 end
 

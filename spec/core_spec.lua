@@ -1,0 +1,265 @@
+-- The C core (wecom.core) used directly: endpoint table, encoder, decoder,
+-- the libcurl session and the small utilities.
+local core = require("wecom.core")
+local emulator = require("support.emulator")
+
+local function id_of(name)
+  for _, ep in ipairs(core.endpoints()) do
+    if ep.name == name then return ep.id end
+  end
+  error("no endpoint " .. name)
+end
+
+local function open_fds()
+  local n = 0
+  local p = io.popen("ls /proc/$PPID/fd 2>/dev/null")
+  for _ in p:lines() do n = n + 1 end
+  p:close()
+  return n
+end
+
+describe("wecom.core", function()
+  describe("endpoint table", function()
+    it("has one row per seed endpoint with its path and idempotency", function()
+      local rows = {}
+      for _, ep in ipairs(core.endpoints()) do rows[ep.name] = ep end
+      assert.same({ id = rows.calendar_add.id, name = "calendar_add", path = "oa/calendar/add", idempotent = false },
+        rows.calendar_add)
+      assert.equal("oa/calendar/update", rows.calendar_update.path)
+      assert.is_true(rows.calendar_update.idempotent)
+      assert.equal("oa/calendar/get", rows.calendar_get.path)
+      assert.is_true(rows.calendar_get.idempotent)
+      assert.equal("oa/calendar/del", rows.calendar_del.path)
+      assert.is_true(rows.calendar_del.idempotent)
+      assert.equal("oa/schedule/get_by_calendar", rows.schedule_get_by_calendar.path)
+      assert.is_true(rows.schedule_get_by_calendar.idempotent)
+    end)
+
+    it("refuses an unknown endpoint id", function()
+      assert.has_error(function() core.encode(9999, {}) end)
+      assert.has_error(function() core.encode(0, {}) end)
+    end)
+  end)
+
+  describe("encode", function()
+    it("writes text as raw UTF-8 and integers as integers", function()
+      local json = core.encode(id_of("calendar_del"), { cal_id = "日历" })
+      assert.equal('{"cal_id":"日历"}', json)
+      json = core.encode(id_of("schedule_get_by_calendar"), { cal_id = "c", offset = 3.0 })
+      assert.truthy(json:find('"offset":3[,}]'))
+      assert.falsy(json:find("\\u", 1, true))
+    end)
+
+    it("escapes quotes, backslashes and line breaks the JSON way", function()
+      local json = core.encode(nil, { s = 'a"b\\c\nd\re\tf' })
+      assert.equal('{"s":"a\\"b\\\\c\\nd\\re\\tf"}', json)
+    end)
+
+    it("returns nil, field and message for bad input", function()
+      local json, field, msg = core.encode(id_of("calendar_del"), { cal_id = 5 })
+      assert.is_nil(json)
+      assert.equal("cal_id", field)
+      assert.equal("expected a string, got 5", msg)
+    end)
+
+    it("sends unknown values by their Lua type", function()
+      local json = core.encode(nil, { list = { 1, 2.5, "x", true, false }, obj = { k = "v" } })
+      local cjson = require("cjson")
+      assert.same({ list = { 1, 2.5, "x", true, false }, obj = { k = "v" } }, cjson.decode(json))
+    end)
+
+    it("sends cjson.null as null", function()
+      local cjson = require("cjson")
+      assert.equal('{"a":null}', core.encode(nil, { a = cjson.null }))
+    end)
+
+    it("leaves a reused buffer clean after a large body", function()
+      local big = core.encode(nil, { s = string.rep("x", 3 * 1024 * 1024) })
+      assert.equal(3 * 1024 * 1024 + 8, #big)
+      assert.equal('{"a":1}', core.encode(nil, { a = 1 }))
+    end)
+  end)
+
+  describe("decode", function()
+    it("returns the reply and its errcode", function()
+      local res, errcode = core.decode('{"errcode":0,"errmsg":"ok","cal_id":"x"}')
+      assert.equal("x", res.cal_id)
+      assert.equal(0, errcode)
+      res, errcode = core.decode('{"errcode":90457,"errmsg":"bad"}')
+      assert.equal(90457, errcode)
+      assert.equal("bad", res.errmsg)
+    end)
+
+    it("treats a reply without errcode as success", function()
+      local res, errcode = core.decode('{"access_token":"t"}')
+      assert.equal("t", res.access_token)
+      assert.equal(0, errcode)
+    end)
+
+    it("gives integers back as integers, even on Lua 5.3+", function()
+      local res = core.decode('{"errcode":0,"schedule_list":[{"start_time":1571274600,"x":1.5}]}')
+      local s = res.schedule_list[1]
+      assert.equal(1571274600, s.start_time)
+      assert.equal(1.5, s.x)
+      if math.type then
+        assert.equal("integer", math.type(s.start_time))
+        assert.equal("integer", math.type(res.errcode))
+        assert.equal("float", math.type(s.x))
+      end
+      assert.equal("1571274600", tostring(s.start_time))
+    end)
+
+    it("refuses malformed JSON, arrays, scalars and odd errcodes", function()
+      local res, msg = core.decode('{"errcode":')
+      assert.is_nil(res)
+      assert.truthy(msg:find("Expected", 1, true))
+      assert.same({ nil, "reply is not a JSON object" }, { core.decode("[1,2]") })
+      assert.same({ nil, "reply is not a JSON object" }, { core.decode('"x"') })
+      assert.same({ nil, "empty reply" }, { core.decode("") })
+      assert.same({ nil, "reply has an errcode that is not an integer" }, { core.decode('{"errcode":"0"}') })
+      assert.same({ nil, "reply has an errcode that is not an integer" }, { core.decode('{"errcode":1.5}') })
+    end)
+
+    it("refuses NaN and absurd nesting", function()
+      assert.is_nil((core.decode('{"a":NaN}')))
+      assert.is_nil((core.decode(string.rep("[", 5000) .. string.rep("]", 5000))))
+    end)
+
+    it("is not affected by the user's cjson settings", function()
+      local cjson = require("cjson")
+      cjson.decode_max_depth(2)
+      local res = core.decode('{"a":{"b":{"c":1}}}')
+      cjson.decode_max_depth(1000)
+      assert.equal(1, res.a.b.c)
+    end)
+  end)
+
+  describe("session", function()
+    local emu
+    setup(function() emu = emulator.start() end)
+    teardown(function() emu:stop() end)
+
+    it("closes twice without harm and refuses requests after close", function()
+      local s = core.session()
+      assert.truthy(tostring(s):find("open", 1, true))
+      assert.is_true(s:close())
+      assert.is_true(s:close())
+      assert.is_true(s:is_closed())
+      assert.truthy(tostring(s):find("closed", 1, true))
+      assert.same({ nil, "closed", "the HTTP session is closed" }, { s:request("GET", "http://127.0.0.1:1/") })
+    end)
+
+    it("raises on misuse: bad options, methods and arguments", function()
+      assert.has_error(function() core.session{ timeout = -1 } end)
+      assert.has_error(function() core.session{ timeout = "1" } end)
+      assert.has_error(function() core.session{ max_response_bytes = 0 } end)
+      assert.has_error(function() core.session{ ca_file = 5 } end)
+      assert.has_error(function() core.session(5) end)
+      local s = core.session()
+      assert.has_error(function() s:request("PUT", "http://127.0.0.1:1/") end)
+      assert.has_error(function() s:request("GET", "http://127.0.0.1:1/\0x") end)
+      assert.has_error(function() s.request({}, "GET", "http://x/") end)
+      s:close()
+    end)
+
+    it("makes requests and keeps the connection alive", function()
+      local s = core.session()
+      local status, body = s:request("GET", emu.base_url .. "/emulator/stats")
+      assert.equal(200, status)
+      assert.truthy(body:find("tokens_issued", 1, true))
+      local before = open_fds()
+      for _ = 1, 20 do assert.equal(200, (s:request("GET", emu.base_url .. "/emulator/stats"))) end
+      assert.equal(before, open_fds())
+      s:close()
+    end)
+
+    it("is freed by the garbage collector with its connection", function()
+      collectgarbage()
+      collectgarbage()
+      local base = open_fds()
+      local weak = setmetatable({}, { __mode = "v" })
+      do
+        local s = core.session()
+        assert.equal(200, (s:request("GET", emu.base_url .. "/emulator/stats")))
+        weak[1] = s
+        assert.is_true(open_fds() > base) -- the kept-alive socket
+      end
+      collectgarbage()
+      collectgarbage()
+      assert.is_nil(weak[1])
+      assert.equal(base, open_fds())
+    end)
+
+    it("names refused connections", function()
+      local s = core.session{ connect_timeout = 2 }
+      local ok, reason, msg = s:request("GET", "http://127.0.0.1:1/")
+      assert.is_nil(ok)
+      assert.equal("connect", reason)
+      assert.is_string(msg)
+      s:close()
+    end)
+
+    it("gives up at the total timeout", function()
+      emu:fault{ path = "oa/calendar/get", latency_ms = 3000 }
+      local s = core.session{ timeout = 0.3 }
+      local t0 = core.monotime()
+      local ok, reason = s:request("POST", emu.base_url .. "/cgi-bin/oa/calendar/get", "{}")
+      assert.is_nil(ok)
+      assert.equal("timeout", reason)
+      assert.is_true(core.monotime() - t0 < 2)
+      s:close()
+      emu:clear_faults()
+    end)
+
+    it("refuses a reply larger than max_response_bytes", function()
+      local s = core.session{ max_response_bytes = 16 }
+      local ok, reason, msg = s:request("GET", emu.base_url .. "/emulator/stats")
+      assert.is_nil(ok)
+      assert.equal("too_large", reason)
+      assert.truthy(msg:find("max_response_bytes", 1, true))
+      -- the session stays usable
+      assert.equal("too_large", select(2, s:request("GET", emu.base_url .. "/emulator/stats")))
+      s:close()
+      s = core.session()
+      assert.equal(200, (s:request("GET", emu.base_url .. "/emulator/stats")))
+      s:close()
+    end)
+
+    it("does not follow redirects or speak other protocols", function()
+      local s = core.session()
+      local ok, reason = s:request("GET", "file:///etc/passwd")
+      assert.is_nil(ok)
+      assert.equal("url", reason)
+      s:close()
+    end)
+  end)
+
+  describe("utilities", function()
+    it("sleeps without spinning", function()
+      local t0, c0 = core.monotime(), os.clock()
+      core.sleep(0.2)
+      assert.is_true(core.monotime() - t0 >= 0.19)
+      assert.is_true(os.clock() - c0 < 0.1)
+    end)
+
+    it("draws jitter in [0, 1)", function()
+      for _ = 1, 1000 do
+        local r = core.random()
+        assert.is_true(r >= 0 and r < 1)
+      end
+      assert.are_not.equal(core.random(), core.random())
+    end)
+
+    it("computes SHA-256", function()
+      assert.equal("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", core.sha256(""))
+      assert.equal("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", core.sha256("abc"))
+      assert.equal("248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1",
+        core.sha256("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"))
+    end)
+
+    it("reports its versions", function()
+      assert.is_string(core._VERSION)
+      assert.truthy(core.curl_version:find("libcurl", 1, true))
+    end)
+  end)
+end)

@@ -1,0 +1,100 @@
+-- Starts an emulator for a spec file and talks to its control API.
+--
+--   local emulator = require("support.emulator")
+--   local emu
+--   setup(function() emu = emulator.start() end)
+--   teardown(function() emu:stop() end)
+--   before_each(function() emu:reset() end)
+local cjson = require("cjson")
+local core = require("wecom.core")
+local launcher = require("wecom.emulator.launcher")
+
+local M = {}
+
+M.CORPID = "wwemulator"
+M.SECRET = "emulator-secret-0123456789"
+
+local Emu = {}
+Emu.__index = Emu
+
+function M.start(opts)
+  opts = opts or {}
+  opts.port = opts.port or 0
+  opts.corpid = opts.corpid or M.CORPID
+  opts.corpsecret = opts.corpsecret or M.SECRET
+  local nginx, err = launcher.start(opts)
+  assert(nginx, err)
+  return setmetatable({
+    nginx = nginx,
+    base_url = nginx.base_url,
+    port = nginx.port,
+    http = core.session{ timeout = 30 },
+    corpid = opts.corpid,
+    corpsecret = opts.corpsecret,
+  }, Emu)
+end
+
+function Emu:stop()
+  self.http:close()
+  return self.nginx:stop()
+end
+
+-- POST (or GET with method "GET") to /emulator/<name>; returns the decoded reply.
+function Emu:control(name, body, method)
+  method = method or "POST"
+  local status, reply, detail = self.http:request(method, self.base_url .. "/emulator/" .. name,
+    method == "GET" and nil or cjson.encode(body or {}))
+  assert(status, detail)
+  assert(status == 200, ("control %s: HTTP %s %s"):format(name, tostring(status), tostring(reply)))
+  return cjson.decode(reply)
+end
+
+function Emu:reset()
+  return self:control("reset", { corpid = self.corpid, corpsecret = self.corpsecret })
+end
+
+function Emu:configure(t) return self:control("config", t) end
+
+function Emu:fault(spec) return self:control("faults", spec) end
+
+function Emu:clear_faults() return self:control("clear_faults") end
+
+function Emu:stats()
+  local s = self:control("stats", nil, "GET")
+  s.calls = s.calls or {}
+  s.errors = s.errors or {}
+  return s
+end
+
+function Emu:calls(path) return self:stats().calls[path] or 0 end
+
+function Emu:last_request(path)
+  return self:control("requests?path=" .. path, nil, "GET").body
+end
+
+function Emu:seed(cal_id, count, extra)
+  local body = { cal_id = cal_id, count = count }
+  for k, v in pairs(extra or {}) do body[k] = v end
+  return self:control("seed_schedules", body)
+end
+
+function Emu:expire_tokens() return self:control("tokens", { action = "expire" }) end
+
+function Emu:invalidate_tokens() return self:control("tokens", { action = "invalidate" }) end
+
+-- A client of this emulator with fast retries and its own token cache, so
+-- counts of gettoken calls are not shared between tests.
+function Emu:client(opts)
+  local wecom = require("wecom")
+  local o = {
+    corpid = self.corpid, corpsecret = self.corpsecret, base_url = self.base_url,
+    retry_base_delay = 0.001, retry_max_delay = 0.01, timeout = 5,
+    token_cache = require("wecom.cache").new(),
+  }
+  for k, v in pairs(opts or {}) do
+    if v == false then o[k] = nil else o[k] = v end
+  end
+  return assert(wecom.new(o))
+end
+
+return M
