@@ -133,12 +133,12 @@ local function check_options(opts)
     if v == nil then return option_error(name, why) end
     o[name] = v
   end
+  if o.corpid and not o.corpsecret then return option_error("corpsecret", "required with corpid") end
+  if o.corpsecret and not o.corpid then return option_error("corpid", "required with corpsecret") end
   local modes = (o.corpid and 1 or 0) + (o.access_token and 1 or 0) + (o.token and 1 or 0)
   if modes ~= 1 then
     return option_error(nil, "give exactly one of corpid + corpsecret, access_token, or token")
   end
-  if o.corpid and not o.corpsecret then return option_error("corpsecret", "required with corpid") end
-  if o.corpsecret and not o.corpid then return option_error("corpid", "required with corpsecret") end
   o.base_url = o.base_url or DEFAULT_BASE_URL
   o.timeout = o.timeout or 10
   o.connect_timeout = o.connect_timeout or 5

@@ -111,7 +111,6 @@ end
 local function gettoken(fault)
   local args = ngx.req.get_uri_args()
   local corpid, secret = args.corpid, args.corpsecret
-  state.count_call("gettoken")
   if type(corpid) ~= "string" or corpid == "" then return api_error(41002, "corpid missing", fault) end
   if type(secret) ~= "string" or secret == "" then return api_error(41004, "corpsecret missing", fault) end
   if corpid ~= state.config.corpid then return api_error(40013, "invalid corpid", fault) end
@@ -138,7 +137,6 @@ end
 
 local function api(path, handler, fault)
   local raw = read_body()
-  state.count_call(path)
   state.record_request(path, raw)
   if ngx.req.get_method() ~= "POST" then return send(405, "method not allowed", "text/plain") end
   local token = ngx.var.arg_access_token
@@ -230,6 +228,7 @@ function M.handle()
   if name then return handle_control(name) end
   local path = uri:match("^/cgi%-bin/(.+)$")
   if not path then return send(404, "not found", "text/plain") end
+  state.count_call(path)
   local fault = state.take_fault(path)
   if fault then
     local done = pre_fault(fault)
@@ -238,7 +237,6 @@ function M.handle()
   if path == "gettoken" then return gettoken(fault) end
   local handler = routes[path]
   if not handler then
-    state.count_call(path)
     return send(404, '{"errcode":404,"errmsg":"no such API"}')
   end
   return api(path, handler, fault)
