@@ -257,13 +257,15 @@ describe("client", function()
       assert.equal(40001, err.errcode)
       assert.is_false(err.retryable)
       -- returned at once, and not asked again while it is remembered
-      _, err = client:calendar_get{ cal_id_list = { "c" } }
+      res, err = client:calendar_get{ cal_id_list = { "c" } }
+      assert.is_nil(res)
       assert.equal(40001, err.errcode)
       assert.equal(1, emu:calls("gettoken"))
       assert.equal(0, emu:calls("oa/calendar/get"))
 
       local other = emu:client{ corpid = "ww-unknown" }
-      _, err = other:calendar_get{ cal_id_list = { "c" } }
+      res, err = other:calendar_get{ cal_id_list = { "c" } }
+      assert.is_nil(res)
       assert.equal(40013, err.errcode)
       assert.equal(2, emu:calls("gettoken"))
     end)
@@ -515,7 +517,8 @@ describe("client", function()
       emu:fault{ path = "gettoken", errcode = 40001, errmsg = "invalid credential " .. secret }
       emu:invalidate_tokens()
       collect(emu:client{ corpsecret = secret }:calendar_get{ cal_id_list = { cal_id } })
-      collect(emu:client{ corpsecret = secret, base_url = "http://127.0.0.1:1", max_retries = 0 }:calendar_get{ cal_id_list = { "c" } })
+      local offline = emu:client{ corpsecret = secret, base_url = "http://127.0.0.1:1", max_retries = 0 }
+      collect(offline:calendar_get{ cal_id_list = { "c" } })
       collect(emu:client{ corpsecret = secret }:calendar_add{ calendar = { summary = secret, color = "x" } })
 
       assert.equal(5, #errs)

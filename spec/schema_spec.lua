@@ -99,7 +99,8 @@ describe("request schemas", function()
 
     it("shares[].userid: required, at most 64 bytes", function()
       new_calendar{ shares = { { userid = string.rep("u", 64) } } }
-      refused("calendar_add", { calendar = calendar{ shares = { { userid = "a" }, { userid = "b" }, { userid = string.rep("u", 65) } } } },
+      local long = { { userid = "a" }, { userid = "b" }, { userid = string.rep("u", 65) } }
+      refused("calendar_add", { calendar = calendar{ shares = long } },
         "calendar.shares[3].userid", "expected 1..64 bytes, got 65")
       -- 22 CJK characters are 66 bytes
       refused("calendar_add", { calendar = calendar{ shares = { { userid = string.rep("用", 22) } } } },

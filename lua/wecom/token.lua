@@ -100,7 +100,7 @@ end
 
 function Fixed:get() return self.token end
 
-function Fixed:invalidate() return false end
+function Fixed.invalidate() return false end
 
 ---------------------------------------------------------------------------
 local Callback = {}

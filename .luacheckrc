@@ -1,0 +1,7 @@
+-- luacheck configuration: `make lint`
+std = "max"
+max_line_length = 130
+files["spec/**/*.lua"] = { std = "+busted" }
+files["lua/wecom/emulator/**/*.lua"] = { globals = { "ngx" } }
+files["lua/wecom/transport/ngx.lua"] = { globals = { "ngx" } }
+exclude_files = { "build/**" }
