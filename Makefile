@@ -81,10 +81,11 @@ test-one: build
 # Starts an emulator on a free port, runs the demo against it, stops it.
 demo: deps build
 	@dir=$(CURDIR)/build/demo-emulator; \
+	echo "== starting the WeCom emulator (nginx + Lua on 127.0.0.1)"; \
 	vars=$$($(LUA) bin/wecom-emulator start --port 0 --dir $$dir) || exit 1; \
 	env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 $$vars LUA_PATH="lua/?.lua;lua/?/init.lua;;" \
 		LUA_CPATH="$(BUILD)/?.so;;" $(LUA) examples/demo.lua; rc=$$?; \
-	$(LUA) bin/wecom-emulator stop --dir $$dir >/dev/null; exit $$rc
+	$(LUA) bin/wecom-emulator stop --dir $$dir >/dev/null && echo "== emulator stopped"; exit $$rc
 
 emulator: deps
 	@$(LUA) bin/wecom-emulator start --port $(EMULATOR_PORT)

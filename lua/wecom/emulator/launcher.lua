@@ -142,8 +142,13 @@ http {
     dir, dir, dir, dir, dir, config_block(opts), port, tls)
 end
 
+-- A zombie counts as gone: a daemon's parent (PID 1 in a container) may
+-- never reap it.
 local function pid_alive(pid)
-  return pid and run("kill -0 " .. pid .. " 2>/dev/null")
+  if not pid then return false end
+  local stat = read_file(("/proc/%d/stat"):format(pid))
+  if stat then return stat:match("^%d+ %b() (%a)") ~= "Z" end
+  return run("kill -0 " .. pid .. " 2>/dev/null")
 end
 
 local function sleep(s) run("sleep " .. s) end
@@ -154,7 +159,10 @@ local function try_start(nginx, dir, port, opts)
   run("mkdir -p " .. shell_quote(dir))
   local ok, err = write_file(dir .. "/nginx.conf", nginx_conf(dir, port, opts))
   if not ok then return nil, "can't write " .. dir .. "/nginx.conf: " .. tostring(err) end
-  local started = run(("%s -p %s -c %s 2>%s"):format(shell_quote(nginx), shell_quote(dir .. "/"),
+  -- nginx's LuaJIT must not see the caller's Lua paths (they may name
+  -- another Lua version's C modules)
+  local started = run(("env -u LUA_PATH -u LUA_CPATH -u LUA_INIT %s -p %s -c %s 2>%s"):format(
+    shell_quote(nginx), shell_quote(dir .. "/"),
     shell_quote(dir .. "/nginx.conf"), shell_quote(dir .. "/start.log")))
   if started then return true end
   local log = (read_file(dir .. "/start.log") or "") .. (read_file(dir .. "/error.log") or "")
@@ -195,14 +203,34 @@ function M.start(opts)
   return nil, "the emulator did not start: " .. tostring(last_err)
 end
 
--- Stops the nginx serving `dir` and waits until it is gone.
+-- The pids of a process's children (Linux), or nil when it can't be read.
+local function children(pid)
+  local s = read_file(("/proc/%d/task/%d/children"):format(pid, pid))
+  if not s then return nil end
+  local list = {}
+  for c in s:gmatch("%d+") do list[#list + 1] = c end
+  return list
+end
+
+-- Stops the nginx serving `dir` and waits until it is gone. The workers
+-- leave at once on TERM; the master then lingers for a second and more in
+-- its reaping back-off, so once its workers are gone it is killed.
 function M.stop_dir(dir, keep)
   local pid = tonumber(read_file(dir .. "/nginx.pid") or "")
   if not pid then return nil, "no emulator is running in " .. dir end
   run("kill -TERM " .. pid .. " 2>/dev/null")
-  for _ = 1, 100 do
+  for _ = 1, 250 do
     if not pid_alive(pid) then break end
-    sleep(0.05)
+    local kids = children(pid)
+    if kids and #kids == 0 then
+      run("kill -KILL " .. pid .. " 2>/dev/null")
+      break
+    end
+    sleep(0.02)
+  end
+  for _ = 1, 50 do
+    if not pid_alive(pid) then break end
+    sleep(0.02)
   end
   if pid_alive(pid) then run("kill -KILL " .. pid .. " 2>/dev/null") end
   if not keep then run("rm -rf " .. shell_quote(dir)) end

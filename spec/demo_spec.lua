@@ -1,0 +1,43 @@
+-- examples/demo.lua runs against the emulator and says what the README shows.
+local emulator = require("support.emulator")
+
+describe("examples/demo.lua", function()
+  local emu
+  setup(function() emu = emulator.start() end)
+  teardown(function() emu:stop() end)
+
+  local function run(env)
+    local cmd = ("env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 %s LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='%s' %s %s")
+      :format(env, package.cpath, arg and arg[-1] or "lua", "examples/demo.lua 2>&1; echo rc=$?")
+    local p = io.popen(cmd)
+    local out = p:read("*a")
+    p:close()
+    return out, tonumber(out:match("rc=(%d+)%s*$"))
+  end
+
+  it("walks the calendar from creation to deletion", function()
+    local out, rc = run(("WECOM_BASE_URL=%s WECOM_CORPID=%s WECOM_CORPSECRET=%s WECOM_EMULATOR_DIR=x")
+      :format(emu.base_url, emu.corpid, emu.corpsecret))
+    assert.equal(0, rc, out)
+    for _, line in ipairs{
+      'summary "test_summary", color #FF3030, readonly 1, description "test_describe"',
+      "shares: userid2 (readonly 1), userid3 (readonly 1)",
+      'description "test_describe_1"',
+      "1234 schedules, 176 of them cancelled (status 1); resume later from offset 1234",
+      'oa/calendar/add: calendar.color: expected "#RRGGBB", got "red"',
+      "oa/calendar/get: WeCom error 90457: invalid cal_id",
+      "oa/calendar/get: WeCom error 90459",
+      "done",
+    } do
+      assert.truthy(out:find(line, 1, true), "missing: " .. line .. "\n" .. out)
+    end
+    assert.equal(1, emu:calls("gettoken"))
+  end)
+
+  it("starts and stops its own emulator when none is given", function()
+    local out, rc = run("WECOM_BASE_URL=")
+    assert.equal(0, rc, out)
+    assert.truthy(out:find("(the local emulator)", 1, true), out)
+    assert.truthy(out:find("done", 1, true), out)
+  end)
+end)
