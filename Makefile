@@ -94,7 +94,7 @@ emulator-stop:
 	@$(LUA) bin/wecom-emulator stop --port $(EMULATOR_PORT)
 
 lint:
-	luacheck lua spec examples bin/wecom-emulator
+	luacheck -q --no-color lua spec examples bin/wecom-emulator
 
 clean:
 	rm -rf build csrc/*.o *.so
