@@ -152,7 +152,11 @@ int luaopen_wecom_core(lua_State *L) {
 
     lua_pushliteral(L, WECOM_VERSION);
     lua_setfield(L, -2, "_VERSION");
-    lua_pushstring(L, curl_version());
-    lua_setfield(L, -2, "curl_version");
+    {
+        /* not curl_version(): it initialises LDAP and SASL just to name them */
+        const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+        lua_pushfstring(L, "libcurl/%s %s", v->version, v->ssl_version ? v->ssl_version : "no-TLS");
+        lua_setfield(L, -2, "curl_version");
+    }
     return 1;
 }

@@ -160,8 +160,8 @@ local function try_start(nginx, dir, port, opts)
   local ok, err = write_file(dir .. "/nginx.conf", nginx_conf(dir, port, opts))
   if not ok then return nil, "can't write " .. dir .. "/nginx.conf: " .. tostring(err) end
   -- nginx's LuaJIT must not see the caller's Lua paths (they may name
-  -- another Lua version's C modules)
-  local started = run(("env -u LUA_PATH -u LUA_CPATH -u LUA_INIT %s -p %s -c %s 2>%s"):format(
+  -- another Lua version's C modules), nor a sanitizer preloaded for the tests
+  local started = run(("env -u LUA_PATH -u LUA_CPATH -u LUA_INIT -u LD_PRELOAD %s -p %s -c %s 2>%s"):format(
     shell_quote(nginx), shell_quote(dir .. "/"),
     shell_quote(dir .. "/nginx.conf"), shell_quote(dir .. "/start.log")))
   if started then return true end
