@@ -10,12 +10,24 @@ local function id_of(name)
   error("no endpoint " .. name)
 end
 
-local function open_fds()
-  local n = 0
-  local p = io.popen("ls /proc/$PPID/fd 2>/dev/null")
-  for _ in p:lines() do n = n + 1 end
+-- The socket inodes this process holds open (Linux /proc).
+local function sockets()
+  local set = {}
+  local p = io.popen("ls -l /proc/$PPID/fd 2>/dev/null")
+  for line in p:lines() do
+    local inode = line:match("socket:%[(%d+)%]")
+    if inode then set[inode] = true end
+  end
   p:close()
-  return n
+  return set
+end
+
+local function new_since(before, now)
+  local list = {}
+  for inode in pairs(now) do
+    if not before[inode] then list[#list + 1] = inode end
+  end
+  return list
 end
 
 describe("wecom.core", function()
@@ -167,27 +179,28 @@ describe("wecom.core", function()
       local status, body = s:request("GET", emu.base_url .. "/emulator/stats")
       assert.equal(200, status)
       assert.truthy(body:find("tokens_issued", 1, true))
-      local before = open_fds()
+      local before = sockets()
       for _ = 1, 20 do assert.equal(200, (s:request("GET", emu.base_url .. "/emulator/stats"))) end
-      assert.equal(before, open_fds())
+      assert.same({}, new_since(before, sockets()))
       s:close()
     end)
 
     it("is freed by the garbage collector with its connection", function()
-      collectgarbage()
-      collectgarbage()
-      local base = open_fds()
+      local before = sockets()
       local weak = setmetatable({}, { __mode = "v" })
+      local opened
       do
         local s = core.session()
         assert.equal(200, (s:request("GET", emu.base_url .. "/emulator/stats")))
         weak[1] = s
-        assert.is_true(open_fds() > base) -- the kept-alive socket
+        opened = new_since(before, sockets())
+        assert.is_true(#opened > 0) -- the kept-alive connection
       end
       collectgarbage()
       collectgarbage()
       assert.is_nil(weak[1])
-      assert.equal(base, open_fds())
+      local now = sockets()
+      for _, inode in ipairs(opened) do assert.is_nil(now[inode], "socket " .. inode .. " still open") end
     end)
 
     it("names refused connections", function()
