@@ -18,6 +18,14 @@ if not base_url or base_url == "" then
 end
 local on_emulator = own_emulator ~= nil or os.getenv("WECOM_EMULATOR_DIR") ~= nil
 
+-- The emulator's control API stands in for schedules made in the WeCom app.
+local function seed_schedules(json)
+  local http = require("wecom.core").session()
+  local status = http:request("POST", base_url .. "/emulator/seed_schedules", json)
+  http:close()
+  return status == 200
+end
+
 local function finish(code)
   if own_emulator then own_emulator:stop() end
   os.exit(code)
@@ -78,41 +86,53 @@ check(client:calendar_update{
 })
 show(check(client:calendar_get{ cal_id_list = { cal_id } }).calendar_list[1])
 
-say("4. Page through the calendar's schedules (schedule_get_by_calendar)")
-if on_emulator then
-  -- the emulator's control API stands in for schedules made in the WeCom app
-  local core = require("wecom.core")
-  local http = core.session()
-  local status = http:request("POST", base_url .. "/emulator/seed_schedules",
-    ('{"cal_id":"%s","count":1234,"cancelled_every":7}'):format(cal_id))
-  http:close()
-  say("   (the emulator seeded 1234 schedules, every 7th cancelled: %s)", status == 200 and "ok" or "failed")
+say("4. Change one field without losing the others (calendar_patch), then share it")
+check(client:calendar_patch(cal_id, { description = "patched: only this field changed" }))
+local shared = check(client:share_calendar(cal_id, { "userid4", { userid = "userid2", readonly = 0 },
+  "unknown-intern" }))
+for _, f in ipairs(shared.fail_result and shared.fail_result.shares or {}) do
+  say("   WeCom refused to share with %s (errcode %d)", f.userid, f.errcode)
 end
-local offset, total, cancelled = 0, 0, 0
-while true do
-  local page = check(client:schedule_get_by_calendar{ cal_id = cal_id, offset = offset, limit = 500 })
-  local list = page.schedule_list
-  if #list == 0 then break end
-  say("   offset %4d: %3d schedules, first %q", offset, #list, list[1].summary)
-  for _, s in ipairs(list) do
-    total = total + 1
-    if s.status == 1 then cancelled = cancelled + 1 end
-  end
-  offset = offset + #list
-end
-say("   %d schedules, %d of them cancelled (status 1); resume later from offset %d", total, cancelled, offset)
+show(check(client:calendar_get{ cal_id_list = { cal_id } }).calendar_list[1])
 
-say("5. A validation error: refused before anything is sent")
+say("5. Page through the calendar's schedules (each_schedule, schedule_cursor)")
+if on_emulator then
+  local ok = seed_schedules(('{"cal_id":"%s","count":2345,"cancelled_every":7}'):format(cal_id))
+  say("   (the emulator seeded 2345 schedules, every 7th cancelled: %s)", ok and "ok" or "failed")
+end
+local total, cancelled, first, last = 0, 0, nil, nil
+local iter, cursor = client:each_schedule(cal_id)
+for s, e in iter, cursor do
+  check(s, e)
+  total = total + 1
+  if s.status == 1 then cancelled = cancelled + 1 end
+  first = first or s.summary
+  last = s.summary
+end
+say("   %d schedules (%q .. %q), %d cancelled (status 1), in %d pages of up to 1000",
+  total, tostring(first), tostring(last), cancelled, math.ceil(total / 1000))
+say("   saved offset %d: a later sync resumes there with schedule_cursor(cal_id, {offset = %d})",
+  cursor.offset, cursor.offset)
+if on_emulator then
+  seed_schedules(('{"cal_id":"%s","count":3,"summary":"added later"}'):format(cal_id))
+  local later = check(client:schedule_cursor(cal_id, { offset = cursor.offset }))
+  local page = check(later:next_page())
+  local names = {}
+  for i, s in ipairs(page) do names[i] = s.summary end
+  say("   later: %d new (%s); offset now %d", #page, table.concat(names, ", "), later.offset)
+end
+
+say("6. A validation error: refused before anything is sent")
 local _, verr = client:calendar_add{ calendar = { summary = "bad colour", color = "red" } }
 say("   %s", tostring(verr))
 say("   kind %s, field %s", verr.kind, verr.field)
 
-say("6. An API error: WeCom's answer, as an error object")
+say("7. An API error: WeCom's answer, as an error object")
 local _, aerr = client:calendar_get{ cal_id_list = { "wcNoSuchCalendar" } }
 say("   %s", tostring(aerr))
 say("   kind %s, errcode %s, retryable %s", aerr.kind, tostring(aerr.errcode), tostring(aerr.retryable))
 
-say("7. Delete the calendar")
+say("8. Delete the calendar")
 check(client:calendar_del{ cal_id = cal_id })
 local _, gone = client:calendar_get{ cal_id_list = { cal_id } }
 say("   deleted; reading it now gives: %s", tostring(gone))

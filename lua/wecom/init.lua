@@ -315,6 +315,17 @@ function Client:call(path, body, opts)
   return perform(p, path, "POST", p.base_url .. "/cgi-bin/" .. path, payload, idempotent, true)
 end
 
+-- The Lua helpers (paging, bulk reads, patches, sharing) use only the
+-- public methods above.
+for _, module in ipairs{ "wecom.paging", "wecom.bulk", "wecom.patch" } do
+  for name, fn in pairs(require(module).methods) do
+    Client[name] = function(self, ...)
+      state(self, name)
+      return fn(self, ...)
+    end
+  end
+end
+
 -- Closes the HTTP session; the client must not be used afterwards.
 function Client:close()
   local p = state(self, "close")

@@ -78,6 +78,11 @@ function Emu:seed(cal_id, count, extra)
   return self:control("seed_schedules", body)
 end
 
+-- Creates `count` calendars; returns their ids in creation order.
+function Emu:seed_calendars(count, summary)
+  return self:control("seed_calendars", { count = count, summary = summary }).cal_ids
+end
+
 function Emu:expire_tokens() return self:control("tokens", { action = "expire" }) end
 
 function Emu:invalidate_tokens() return self:control("tokens", { action = "invalidate" }) end

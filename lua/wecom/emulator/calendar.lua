@@ -177,6 +177,18 @@ local function del(body)
   return {}
 end
 
+-- Control: {count, summary?} -> {cal_ids = {...}}: many calendars at once.
+function M.seed(body)
+  local count = body.count
+  if not check.int(count, 1, 100000) then return nil, "seed_calendars: count must be 1..100000" end
+  local ids = json.array()
+  for i = 1, count do
+    local res = add{ calendar = { summary = ("%s %d"):format(body.summary or "seeded calendar", i), color = "#336699" } }
+    ids[i] = res.cal_id
+  end
+  return { cal_ids = ids }
+end
+
 function M.register(route)
   route("oa/calendar/add", add)
   route("oa/calendar/update", update)

@@ -206,6 +206,10 @@ control["requests"] = function()
   return { path = path, body = path and state.last_request(path) or nil }
 end
 
+control["seed_calendars"] = function(body)
+  return require("wecom.emulator.calendar").seed(body)
+end
+
 control["seed_schedules"] = function(body)
   return require("wecom.emulator.schedule").seed(body)
 end

@@ -1,0 +1,55 @@
+-- Argument checks of the Lua helpers: each returns nil when the value is
+-- fine, or a validation error naming the helper and the argument.
+local errors = require("wecom.errors")
+
+local M = {}
+
+local function fail(helper, field, text)
+  return errors.validation(helper, field, text)
+end
+
+-- An id (cal_id, schedule_id, userid): a string of 1..64 bytes.
+function M.id(helper, field, v)
+  if type(v) ~= "string" then
+    return fail(helper, field, ("expected a string, got %s"):format(v == nil and "nil" or type(v)))
+  end
+  if #v < 1 or #v > 64 then return fail(helper, field, ("expected 1..64 bytes, got %d"):format(#v)) end
+  return nil
+end
+
+-- A list (a table with keys 1..n only) of ids.
+function M.id_list(helper, field, v)
+  if type(v) ~= "table" then return fail(helper, field, "expected a list of ids") end
+  local n = 0
+  for _ in pairs(v) do n = n + 1 end
+  if n ~= #v then return fail(helper, field, "expected a list of ids, got a table with other keys") end
+  for i = 1, n do
+    local err = M.id(helper, ("%s[%d]"):format(field, i), v[i])
+    if err then return err end
+  end
+  return nil
+end
+
+function M.integer(helper, field, v, min, max)
+  if type(v) ~= "number" or v ~= math.floor(v) or v < min or v > max then
+    return fail(helper, field, ("expected an integer in %d..%d, got %s"):format(min, max, tostring(v)))
+  end
+  return nil
+end
+
+function M.boolean(helper, field, v)
+  if type(v) ~= "boolean" then return fail(helper, field, "expected a boolean, got " .. type(v)) end
+  return nil
+end
+
+-- An options table whose keys are all in `allowed` (a set).
+function M.options(helper, v, allowed)
+  if v == nil then return nil end
+  if type(v) ~= "table" then return fail(helper, "opts", "expected a table") end
+  for k in pairs(v) do
+    if not allowed[k] then return fail(helper, "opts." .. tostring(k), "unknown option") end
+  end
+  return nil
+end
+
+return M

@@ -1,0 +1,183 @@
+-- Safe partial updates of calendars. oa/calendar/update overwrites: every
+-- optional field left out is cleared. These helpers read the calendar,
+-- change what was asked, and write everything back, so the rest survives.
+-- WeCom has no atomic update: a write by someone else between our read and
+-- our write is overwritten. The window is one round trip.
+local args = require("wecom.args")
+local errors = require("wecom.errors")
+
+local M = {}
+
+-- Returned by calendar/get but refused by calendar/update.
+local IMMUTABLE = { organizer = true, is_public = true, is_corp_calendar = true }
+
+M.MAX_SHARES = 2000
+
+-- Reads a calendar and returns it as the `calendar` of an update that
+-- keeps every field, or nil, err.
+local function read(client, cal_id)
+  local res, err = client:calendar_get{ cal_id_list = { cal_id } }
+  if not res then return nil, err end
+  local cal = res.calendar_list and res.calendar_list[1]
+  if type(cal) ~= "table" or cal.cal_id ~= cal_id then
+    return nil, errors.decode("oa/calendar/get", "the reply does not hold calendar " .. cal_id, 200, true)
+  end
+  local body = {}
+  for k, v in pairs(cal) do
+    if not IMMUTABLE[k] then body[k] = v end
+  end
+  return body
+end
+
+-- Writes it back. Unless public_range is being changed, it is not sent and
+-- WeCom is told to leave it alone (less to overwrite, less to send).
+local function write(client, calendar, keep_public_range)
+  local req = { calendar = calendar }
+  if keep_public_range then
+    calendar.public_range = nil
+    req.skip_public_range = 1
+  end
+  return client:calendar_update(req)
+end
+
+-- client:calendar_patch(cal_id, changes) -> update reply | nil, err
+function M.calendar_patch(client, cal_id, changes)
+  local helper = "calendar_patch"
+  local err = args.id(helper, "cal_id", cal_id)
+  if err then return nil, err end
+  if type(changes) ~= "table" then return nil, errors.validation(helper, "changes", "expected a table") end
+  for k, v in pairs(changes) do
+    if type(k) ~= "string" then
+      return nil, errors.validation(helper, "changes", "expected field names as keys")
+    end
+    if IMMUTABLE[k] then return nil, errors.validation(helper, "changes." .. k, "can't be updated") end
+    if k == "cal_id" and v ~= cal_id then
+      return nil, errors.validation(helper, "changes.cal_id", "can't be changed")
+    end
+  end
+  local body
+  body, err = read(client, cal_id)
+  if not body then return nil, err end
+  for k, v in pairs(changes) do body[k] = v end
+  return write(client, body, changes.public_range == nil)
+end
+
+-- Members as userid strings or {userid=, readonly=} / {userid=, permission=},
+-- checked and normalised to tables.
+local function normalise_members(helper, members)
+  if type(members) ~= "table" or #members == 0 then
+    return nil, errors.validation(helper, "members", "expected a non-empty list of members")
+  end
+  local out = {}
+  for i, m in ipairs(members) do
+    local field = ("members[%d]"):format(i)
+    if type(m) == "string" then m = { userid = m } end
+    if type(m) ~= "table" then
+      return nil, errors.validation(helper, field, "expected a userid or {userid = ..., readonly = ...}")
+    end
+    local err = args.id(helper, field .. ".userid", m.userid)
+    if err then return nil, err end
+    local readonly = m.readonly
+    if type(readonly) == "boolean" then readonly = readonly and 1 or 0 end
+    if readonly ~= nil and readonly ~= 0 and readonly ~= 1 then
+      return nil, errors.validation(helper, field .. ".readonly", "expected 0 or 1")
+    end
+    if m.permission ~= nil and m.permission ~= 1 and m.permission ~= 3 then
+      return nil, errors.validation(helper, field .. ".permission", "expected 1 (view) or 3 (free/busy only)")
+    end
+    out[i] = { userid = m.userid, readonly = readonly, permission = m.permission }
+  end
+  return out
+end
+
+-- Adds members, or changes the flags of those already there; the others and
+-- the rest of the calendar are kept.
+local function share(client, helper, cal_id, members)
+  local body, err = read(client, cal_id)
+  if not body then return nil, err end
+  local shares, index = {}, {}
+  for i, s in ipairs(body.shares or {}) do
+    shares[i] = s
+    index[s.userid] = s
+  end
+  for _, m in ipairs(members) do
+    local entry = index[m.userid]
+    if not entry then
+      entry = { userid = m.userid }
+      shares[#shares + 1] = entry
+      index[m.userid] = entry
+    end
+    if m.readonly ~= nil then entry.readonly = m.readonly end
+    if m.permission ~= nil then entry.permission = m.permission end
+  end
+  if #shares > M.MAX_SHARES then
+    return nil, errors.validation(helper, "members", ("calendar %s would have %d members; at most %d"):format(
+      cal_id, #shares, M.MAX_SHARES))
+  end
+  body.shares = shares
+  return write(client, body, true)
+end
+
+-- client:share_calendar(cal_id, members) -> update reply (with fail_result) | nil, err
+function M.share_calendar(client, cal_id, members)
+  local helper = "share_calendar"
+  local err = args.id(helper, "cal_id", cal_id)
+  if err then return nil, err end
+  local list
+  list, err = normalise_members(helper, members)
+  if not list then return nil, err end
+  return share(client, helper, cal_id, list)
+end
+
+-- client:unshare_calendar(cal_id, userids): removes those members (and
+-- their admin role: WeCom requires admins to be members).
+function M.unshare_calendar(client, cal_id, userids)
+  local helper = "unshare_calendar"
+  local err = args.id(helper, "cal_id", cal_id) or args.id_list(helper, "userids", userids)
+  if err then return nil, err end
+  local body
+  body, err = read(client, cal_id)
+  if not body then return nil, err end
+  local gone = {}
+  for _, u in ipairs(userids) do gone[u] = true end
+  local function keep(list, key)
+    local out = {}
+    for _, v in ipairs(list or {}) do
+      if not gone[key and v[key] or v] then out[#out + 1] = v end
+    end
+    return out
+  end
+  body.shares = keep(body.shares, "userid")
+  body.admins = keep(body.admins)
+  return write(client, body, true)
+end
+
+-- client:share_calendars(cal_ids, members) -> { {cal_id=, ok=true, result=} |
+-- {cal_id=, ok=false, err=}, ... } in input order; goes on past failures.
+function M.share_calendars(client, cal_ids, members)
+  local helper = "share_calendars"
+  local err = args.id_list(helper, "cal_ids", cal_ids)
+  if err then return nil, err end
+  local list
+  list, err = normalise_members(helper, members)
+  if not list then return nil, err end
+  local results = {}
+  for i, cal_id in ipairs(cal_ids) do
+    local res, serr = share(client, helper, cal_id, list)
+    if res then
+      results[i] = { cal_id = cal_id, ok = true, result = res }
+    else
+      results[i] = { cal_id = cal_id, ok = false, err = serr }
+    end
+  end
+  return results
+end
+
+M.methods = {
+  calendar_patch = M.calendar_patch,
+  share_calendar = M.share_calendar,
+  unshare_calendar = M.unshare_calendar,
+  share_calendars = M.share_calendars,
+}
+
+return M
