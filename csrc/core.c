@@ -60,6 +60,7 @@ static int l_encode(lua_State *L) {
         lua_Integer id = luaL_checkinteger(L, 1);
         if (id < 1 || (size_t)id > wc_endpoint_count) return luaL_argerror(L, 1, "no such endpoint");
         body.fields = wc_endpoints[id - 1].body;
+        body.check = wc_endpoints[id - 1].rules;
         schema = &body;
     }
     luaL_checkany(L, 2);

@@ -364,7 +364,12 @@ static int encode_object(wc_enc *e, const wc_field *f, int idx) {
             }
         }
     }
-    return (f && f->check) ? f->check(e, idx) : 1;
+    if (f && f->check) {
+        int top = lua_gettop(L), ok = f->check(e, idx);
+        lua_settop(L, top); /* a rule must never disturb the caller's lua_next */
+        return ok;
+    }
+    return 1;
 }
 
 static int encode_array(wc_enc *e, const wc_field *elem, int idx, size_t n) {

@@ -192,6 +192,210 @@ static const wc_field calendar_del_body[] = {
 
 /* ---- schedule ---------------------------------------------------------- */
 
+static const lua_Integer remind_before_secs[] = {0, 300, 900, 3600, 86400, WC_END};
+/* remind_time_diffs: the last three only for whole-day schedules (checked below) */
+static const lua_Integer remind_diffs[] = {0, -300, -900, -3600, -86400, 32400, -172800, -604800, WC_END};
+static const lua_Integer repeat_types[] = {0, 1, 2, 5, 7, WC_END};
+
+static const wc_field remind_diff_elem = { .type = WC_INT, .one_of = remind_diffs };
+static const wc_field weekday_elem = { .type = WC_INT, .min = 1, .max = 7 };
+static const wc_field monthday_elem = { .type = WC_INT, .min = 1, .max = 31 };
+static const wc_field schedule_id_elem = { .type = WC_STRING, .flags = WC_BYTES, .min = 1, .max = 64 };
+
+static const wc_field reminders_fields[] = {
+    F_FLAG("is_remind"),
+    F_ENUM("remind_before_event_secs", 0, remind_before_secs),
+    F_LIST("remind_time_diffs", 0, 0, 8, &remind_diff_elem),
+    F_FLAG("is_repeat"),
+    F_ENUM("repeat_type", 0, repeat_types),
+    F_INT("repeat_until", 0, 0, UINT32_MAX_),
+    F_FLAG("is_custom_repeat"),
+    F_INT("repeat_interval", 0, 1, 1000),
+    F_LIST("repeat_day_of_week", 0, 0, 7, &weekday_elem),
+    F_LIST("repeat_day_of_month", 0, 0, 31, &monthday_elem),
+    F_INT("timezone", 0, -12, 12),
+    F_REFUSED("exclude_time_list", "is read-only: WeCom keeps the occurrences removed with op_mode 1"),
+    F_END,
+};
+
+static const wc_field attendee_fields[] = {
+    F_ID("userid", WC_REQUIRED),
+    F_INT("response_status", 0, 0, 4),
+    F_END,
+};
+static const wc_field attendee_elem = { .type = WC_OBJECT, .fields = attendee_fields };
+
+/* The values of a list field of integers, checked by `ok` (a number at the
+ * top of the stack); fails naming the first value that is not. */
+static int each_int(wc_enc *e, int idx, const char *list, const char *field, const char *why,
+                    int (*ok)(lua_State *L)) {
+    lua_State *L = e->L;
+    int top = lua_gettop(L), pass = 1;
+    size_t i, n;
+    if (raw_field(L, idx, list) != LUA_TTABLE) {
+        lua_settop(L, top);
+        return 1;
+    }
+    n = wc_rawlen(L, -1);
+    for (i = 1; i <= n && pass; i++) {
+        lua_rawgeti(L, top + 1, (lua_Integer)i);
+        if (!ok(L)) {
+            wc_enc_push_key(e, list);
+            wc_enc_push_index(e, (lua_Integer)i);
+            pass = wc_enc_fail(e, "%s %s", field, why);
+            wc_enc_pop(e);
+            wc_enc_pop(e);
+        }
+        lua_pop(L, 1);
+    }
+    lua_settop(L, top);
+    return pass;
+}
+
+static int is_regular_diff(lua_State *L) {
+    lua_Number d = lua_tonumber(L, -1);
+    return d == 0 || d == -300 || d == -900 || d == -3600 || d == -86400;
+}
+
+/* Fields of one schedule object (add and update). */
+static int schedule_rules(wc_enc *e, int idx) {
+    lua_State *L = e->L;
+    lua_Number start, end;
+    int whole_day, ok = 1;
+    raw_field(L, idx, "start_time");
+    start = lua_tonumber(L, -1);
+    raw_field(L, idx, "end_time");
+    end = lua_tonumber(L, -1);
+    lua_pop(L, 2);
+    if (!(end > start)) {
+        wc_enc_push_key(e, "end_time");
+        wc_enc_fail(e, "must be after start_time (%.0f), got %.0f", (double)start, (double)end);
+        wc_enc_pop(e);
+        return 0;
+    }
+    raw_field(L, idx, "is_whole_day");
+    whole_day = flag_is_set(L);
+    lua_pop(L, 1);
+    if (whole_day) return 1;
+    if (raw_field(L, idx, "reminders") == LUA_TTABLE) {
+        wc_enc_push_key(e, "reminders");
+        ok = each_int(e, lua_gettop(L), "remind_time_diffs", "32400, -172800 and -604800",
+                      "are only for whole-day schedules (is_whole_day = 1)", is_regular_diff);
+        wc_enc_pop(e);
+    }
+    lua_pop(L, 1);
+    return ok;
+}
+
+/* admins must be attendees; not checkable when attendees are not sent and
+ * WeCom keeps its own (skip_attendees = 1). */
+static int schedule_admins_rule(wc_enc *e, int body, int skip_attendees) {
+    lua_State *L = e->L;
+    int ok = 1;
+    if (raw_field(L, body, "schedule") == LUA_TTABLE) {
+        int sched = lua_gettop(L);
+        int has_attendees = raw_field(L, sched, "attendees") != LUA_TNIL;
+        lua_pop(L, 1);
+        if (has_attendees || !skip_attendees) {
+            wc_enc_push_key(e, "schedule");
+            ok = subset_rule(e, sched, "admins", "attendees", "userid", "must also be an attendee");
+            wc_enc_pop(e);
+        }
+    }
+    lua_pop(L, 1);
+    return ok;
+}
+
+/* op_mode 1 and 2 name an occurrence by its start. */
+static int op_mode_rule(wc_enc *e, int idx) {
+    lua_State *L = e->L;
+    lua_Number mode;
+    raw_field(L, idx, "op_mode");
+    mode = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    if (mode == 1 || mode == 2)
+        return require_field(e, idx, "op_start_time", "required with op_mode 1 and 2: the start of the occurrence");
+    return 1;
+}
+
+static int schedule_add_rules(wc_enc *e, int idx) {
+    return schedule_admins_rule(e, idx, 0);
+}
+
+static int schedule_update_rules(wc_enc *e, int idx) {
+    int skip;
+    raw_field(e->L, idx, "skip_attendees");
+    skip = flag_is_set(e->L);
+    lua_pop(e->L, 1);
+    return schedule_admins_rule(e, idx, skip) && op_mode_rule(e, idx);
+}
+
+#define SCHEDULE_COMMON_FIELDS                                        \
+    F_LIST("admins", 0, 0, 3, &userid_elem),                          \
+    F_LIST("attendees", 0, 0, 1000, &attendee_elem),                  \
+    F_STR("summary", 0, 0, 128),                                      \
+    F_STR("description", 0, 0, 1000),                                 \
+    F_STR("location", 0, 0, 128),                                     \
+    F_INT("start_time", WC_REQUIRED, 0, UINT32_MAX_),                 \
+    F_INT("end_time", WC_REQUIRED, 0, UINT32_MAX_),                   \
+    F_FLAG("is_whole_day"),                                           \
+    F_OBJ("reminders", 0, reminders_fields, NULL),                    \
+    F_REFUSED("status", "is read-only: cancel a schedule with schedule_del"), \
+    F_REFUSED("sequence", "is read-only: WeCom counts the changes")
+
+static const wc_field schedule_add_fields[] = {
+    F_ID("cal_id", 0),
+    F_ID("organizer", 0),
+    SCHEDULE_COMMON_FIELDS,
+    F_END,
+};
+
+static const wc_field schedule_update_fields[] = {
+    F_ID("schedule_id", WC_REQUIRED),
+    F_REFUSED("cal_id", "can't be updated: a schedule stays in its calendar"),
+    F_REFUSED("organizer", "can't be updated: the organizer is fixed when the schedule is created"),
+    SCHEDULE_COMMON_FIELDS,
+    F_END,
+};
+
+static const wc_field schedule_add_body[] = {
+    F_OBJ("schedule", WC_REQUIRED, schedule_add_fields, schedule_rules),
+    F_INT("agentid", 0, 0, UINT32_MAX_),
+    F_END,
+};
+
+static const wc_field schedule_update_body[] = {
+    F_OBJ("schedule", WC_REQUIRED, schedule_update_fields, schedule_rules),
+    F_FLAG("skip_attendees"),
+    F_INT("op_mode", 0, 0, 2),
+    F_INT("op_start_time", 0, 0, UINT32_MAX_),
+    F_END,
+};
+
+static const wc_field schedule_get_body[] = {
+    F_LIST("schedule_id_list", WC_REQUIRED, 1, 1000, &schedule_id_elem),
+    F_END,
+};
+
+static const wc_field schedule_del_body[] = {
+    F_ID("schedule_id", WC_REQUIRED),
+    F_INT("op_mode", 0, 0, 2),
+    F_INT("op_start_time", 0, 0, UINT32_MAX_),
+    F_END,
+};
+
+static const wc_field schedule_add_attendees_body[] = {
+    F_ID("schedule_id", WC_REQUIRED),
+    F_LIST("attendees", WC_REQUIRED, 1, 1000, &attendee_elem),
+    F_END,
+};
+
+static const wc_field schedule_del_attendees_body[] = {
+    F_ID("schedule_id", WC_REQUIRED),
+    F_LIST("attendees", WC_REQUIRED, 1, 300, &attendee_elem),
+    F_END,
+};
+
 static const wc_field schedule_get_by_calendar_body[] = {
     F_ID("cal_id", WC_REQUIRED),
     F_INT("offset", 0, 0, INT32_MAX_),
@@ -202,11 +406,17 @@ static const wc_field schedule_get_by_calendar_body[] = {
 /* ---- the table ----------------------------------------------------------- */
 
 const wc_endpoint wc_endpoints[] = {
-    {"calendar_add", "oa/calendar/add", calendar_add_body, 0},
-    {"calendar_update", "oa/calendar/update", calendar_update_body, 1},
-    {"calendar_get", "oa/calendar/get", calendar_get_body, 1},
-    {"calendar_del", "oa/calendar/del", calendar_del_body, 1},
-    {"schedule_get_by_calendar", "oa/schedule/get_by_calendar", schedule_get_by_calendar_body, 1},
+    {"calendar_add", "oa/calendar/add", calendar_add_body, 0, NULL},
+    {"calendar_update", "oa/calendar/update", calendar_update_body, 1, NULL},
+    {"calendar_get", "oa/calendar/get", calendar_get_body, 1, NULL},
+    {"calendar_del", "oa/calendar/del", calendar_del_body, 1, NULL},
+    {"schedule_get_by_calendar", "oa/schedule/get_by_calendar", schedule_get_by_calendar_body, 1, NULL},
+    {"schedule_add", "oa/schedule/add", schedule_add_body, 0, schedule_add_rules},
+    {"schedule_update", "oa/schedule/update", schedule_update_body, 1, schedule_update_rules},
+    {"schedule_get", "oa/schedule/get", schedule_get_body, 1, NULL},
+    {"schedule_del", "oa/schedule/del", schedule_del_body, 1, op_mode_rule},
+    {"schedule_add_attendees", "oa/schedule/add_attendees", schedule_add_attendees_body, 0, NULL},
+    {"schedule_del_attendees", "oa/schedule/del_attendees", schedule_del_attendees_body, 1, NULL},
 };
 
 const size_t wc_endpoint_count = sizeof(wc_endpoints) / sizeof(wc_endpoints[0]);

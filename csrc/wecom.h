@@ -76,6 +76,7 @@ typedef struct {
     const char *path;  /* under /cgi-bin/, e.g. "oa/calendar/add" */
     const wc_field *body; /* the known fields of the request body */
     int idempotent;    /* safe to retry after a transport failure */
+    wc_check_fn rules; /* rules across the body's fields, or NULL */
 } wc_endpoint;
 
 WC_INTERNAL extern const wc_endpoint wc_endpoints[];

@@ -33,6 +33,23 @@ describe("rockspec", function()
     sh("rm -rf " .. q(tmp))
   end)
 
+  it("lists every Lua module and C source of the checkout", function()
+    local f = assert(io.open("rockspec/wecom-scm-1.rockspec"))
+    local text = f:read("*a")
+    f:close()
+    local p = io.popen("cd lua && find . -name '*.lua' | sort; cd ../csrc && ls *.c")
+    for path in p:lines() do
+      if path:match("%.lua$") then
+        local file = path:gsub("^%./", "")
+        local module = file:gsub("/init%.lua$", ""):gsub("%.lua$", ""):gsub("/", ".")
+        assert.truthy(text:find(('["%s"] = "lua/%s"'):format(module, file), 1, true), module .. " is not in the rockspec")
+      else
+        assert.truthy(text:find('"csrc/' .. path .. '"', 1, true), path .. " is not in the rockspec")
+      end
+    end
+    p:close()
+  end)
+
   it("installs a working module with luarocks make --deps-mode=none", function()
     local incdir = jit and " LUA_INCDIR=/usr/include/luajit-2.1" or ""
     local rc, out = sh(("cd %s/src && luarocks --lua-version %s --tree %s make --deps-mode=none rockspec/wecom-scm-1.rockspec%s")

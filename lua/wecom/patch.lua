@@ -1,6 +1,7 @@
--- Safe partial updates of calendars. oa/calendar/update overwrites: every
--- optional field left out is cleared. These helpers read the calendar,
--- change what was asked, and write everything back, so the rest survives.
+-- Safe partial updates of calendars and schedules. Updates overwrite: every
+-- optional field left out is cleared. These helpers read the calendar (or
+-- schedule), change what was asked, and write everything back, so the rest
+-- survives.
 -- WeCom has no atomic update: a write by someone else between our read and
 -- our write is overwritten. The window is one round trip.
 local args = require("wecom.args")
@@ -60,6 +61,85 @@ function M.calendar_patch(client, cal_id, changes)
   if not body then return nil, err end
   for k, v in pairs(changes) do body[k] = v end
   return write(client, body, changes.public_range == nil)
+end
+
+-- Returned by schedule/get but refused (or ignored) by schedule/update.
+local SCHEDULE_READONLY = { cal_id = true, organizer = true, status = true, sequence = true }
+
+local OP_OPTIONS = { op_mode = true, op_start_time = true }
+
+-- client:schedule_patch(schedule_id, changes, {op_mode =, op_start_time =})
+-- -> update reply: reply.schedule_id is the schedule to use from now on (a
+-- new one when op_mode 1 or 2 split a recurring schedule) | nil, err
+--
+-- Fields not named in `changes` are kept; `reminders` is merged key by key.
+-- Attendees are left as they are (skip_attendees = 1) unless `changes`
+-- names them. With op_mode 1 or 2 and no new start_time, the changed
+-- occurrence keeps its own time; with op_mode 1 it stops repeating (WeCom
+-- makes it a single schedule).
+function M.schedule_patch(client, schedule_id, changes, opts)
+  local helper = "schedule_patch"
+  local err = args.id(helper, "schedule_id", schedule_id) or args.options(helper, opts, OP_OPTIONS)
+  if err then return nil, err end
+  if type(changes) ~= "table" then return nil, errors.validation(helper, "changes", "expected a table") end
+  for k, v in pairs(changes) do
+    if type(k) ~= "string" then
+      return nil, errors.validation(helper, "changes", "expected field names as keys")
+    end
+    if SCHEDULE_READONLY[k] then return nil, errors.validation(helper, "changes." .. k, "can't be updated") end
+    if k == "schedule_id" and v ~= schedule_id then
+      return nil, errors.validation(helper, "changes.schedule_id", "can't be changed")
+    end
+  end
+  opts = opts or {}
+  local mode = opts.op_mode or 0
+  err = args.integer(helper, "opts.op_mode", mode, 0, 2)
+  if err then return nil, err end
+  if mode ~= 0 then
+    err = args.integer(helper, "opts.op_start_time", opts.op_start_time, 0, 2 ^ 32 - 1)
+    if err then return nil, err end
+  end
+
+  local res
+  res, err = client:schedule_get{ schedule_id_list = { schedule_id } }
+  if not res then return nil, err end
+  local old = res.schedule_list and res.schedule_list[1]
+  if type(old) ~= "table" or old.schedule_id ~= schedule_id then
+    return nil, errors.decode("oa/schedule/get", "the reply does not hold schedule " .. schedule_id, 200, true)
+  end
+  local body = {}
+  for k, v in pairs(old) do
+    if not SCHEDULE_READONLY[k] then body[k] = v end
+  end
+  local reminders = {}
+  for k, v in pairs(type(old.reminders) == "table" and old.reminders or {}) do
+    if k ~= "exclude_time_list" then reminders[k] = v end
+  end
+  for k, v in pairs(changes) do
+    if k == "reminders" and type(v) == "table" then
+      for rk, rv in pairs(v) do reminders[rk] = rv end
+    else
+      body[k] = v
+    end
+  end
+  body.reminders = reminders
+  if mode ~= 0 and changes.start_time == nil then
+    body.start_time = opts.op_start_time
+    if changes.end_time == nil then body.end_time = opts.op_start_time + (old.end_time - old.start_time) end
+  end
+  if mode == 1 and (type(changes.reminders) ~= "table" or changes.reminders.is_repeat == nil) then
+    reminders.is_repeat = 0
+  end
+  local req = { schedule = body }
+  if changes.attendees == nil then
+    body.attendees = nil
+    req.skip_attendees = 1
+  end
+  if mode ~= 0 then
+    req.op_mode = mode
+    req.op_start_time = opts.op_start_time
+  end
+  return client:schedule_update(req)
 end
 
 -- Members as userid strings or {userid=, readonly=} / {userid=, permission=},
@@ -175,6 +255,7 @@ end
 
 M.methods = {
   calendar_patch = M.calendar_patch,
+  schedule_patch = M.schedule_patch,
   share_calendar = M.share_calendar,
   unshare_calendar = M.unshare_calendar,
   share_calendars = M.share_calendars,

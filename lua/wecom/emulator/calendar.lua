@@ -118,10 +118,8 @@ local function find(cal_id)
 end
 M.find = find
 
-local function add(body)
-  local c = body.calendar
-  local code, msg = validate(c, false)
-  if code then return nil, code, msg end
+-- Stores a new calendar from valid fields; returns it and its fail_result.
+local function create(c)
   local cal = { cal_id = state.random_id("wc", 30) }
   if not absent(c.organizer) then cal.organizer = c.organizer end
   for _, k in ipairs{ "is_public", "is_corp_calendar" } do
@@ -130,6 +128,15 @@ local function add(body)
   local fail_result = write_fields(cal, c, false)
   state.calendars[cal.cal_id] = cal
   state.calendar_schedules[cal.cal_id] = {}
+  return cal, fail_result
+end
+M.create = create
+
+local function add(body)
+  local c = body.calendar
+  local code, msg = validate(c, false)
+  if code then return nil, code, msg end
+  local cal, fail_result = create(c)
   return { cal_id = cal.cal_id, fail_result = fail_result }
 end
 
@@ -183,8 +190,7 @@ function M.seed(body)
   if not check.int(count, 1, 100000) then return nil, "seed_calendars: count must be 1..100000" end
   local ids = json.array()
   for i = 1, count do
-    local res = add{ calendar = { summary = ("%s %d"):format(body.summary or "seeded calendar", i), color = "#336699" } }
-    ids[i] = res.cal_id
+    ids[i] = create{ summary = ("%s %d"):format(body.summary or "seeded calendar", i), color = "#336699" }.cal_id
   end
   return { cal_ids = ids }
 end

@@ -28,6 +28,7 @@ function M.reset(config)
   M.calendars = {}       -- cal_id -> calendar (deleted ones keep `deleted = true`)
   M.schedules = {}       -- schedule_id -> schedule
   M.calendar_schedules = {} -- cal_id -> array of schedule ids in creation order
+  M.default_cal_id = nil   -- the app's default calendar, made on first use
   M.faults = {}
   M.calls = {}
   M.errors = {}
