@@ -95,7 +95,30 @@ for _, f in ipairs(shared.fail_result and shared.fail_result.shares or {}) do
 end
 show(check(client:calendar_get{ cal_id_list = { cal_id } }).calendar_list[1])
 
-say("5. Page through the calendar's schedules (each_schedule, schedule_cursor)")
+say("5. A weekly schedule: create it, move one occurrence (op_mode 1), list the result")
+local MONDAY = 1795399200 -- 2026-11-23 10:00 +08:00
+local function when(t) return os.date("!%a %Y-%m-%d %H:%M", t + 8 * 3600) .. " +08:00" end
+local weekly = check(client:schedule_add{ schedule = {
+  cal_id = cal_id, summary = "weekly sync", start_time = MONDAY, end_time = MONDAY + 3600,
+  attendees = { { userid = "userid1" }, { userid = "userid2" } }, admins = { "userid1" },
+  reminders = { is_remind = 1, remind_before_event_secs = 900, is_repeat = 1, repeat_type = 1, timezone = 8 },
+} })
+say("   created %s: every week from %s", weekly.schedule_id, when(MONDAY))
+local second = MONDAY + 7 * 86400
+local moved = check(client:schedule_patch(weekly.schedule_id,
+  { summary = "weekly sync (moved to the afternoon)", start_time = second + 5 * 3600, end_time = second + 6 * 3600 },
+  { op_mode = 1, op_start_time = second }))
+say("   moved the occurrence of %s: it is now schedule %s", when(second), moved.schedule_id)
+for _, s in ipairs(check(client:schedules{ weekly.schedule_id, moved.schedule_id })) do
+  local r = s.reminders
+  local skipped = {}
+  for _, x in ipairs(r.exclude_time_list or {}) do skipped[#skipped + 1] = when(x.start_time) end
+  say("   - %q %s, %s%s, %d attendees", s.summary, when(s.start_time),
+    r.is_repeat == 1 and "weekly" or "once",
+    #skipped > 0 and (" except " .. table.concat(skipped, ", ")) or "", #s.attendees)
+end
+
+say("6. Page through the calendar's schedules (each_schedule, schedule_cursor)")
 if on_emulator then
   local ok = seed_schedules(('{"cal_id":"%s","count":2345,"cancelled_every":7}'):format(cal_id))
   say("   (the emulator seeded 2345 schedules, every 7th cancelled: %s)", ok and "ok" or "failed")
@@ -122,17 +145,17 @@ if on_emulator then
   say("   later: %d new (%s); offset now %d", #page, table.concat(names, ", "), later.offset)
 end
 
-say("6. A validation error: refused before anything is sent")
+say("7. A validation error: refused before anything is sent")
 local _, verr = client:calendar_add{ calendar = { summary = "bad colour", color = "red" } }
 say("   %s", tostring(verr))
 say("   kind %s, field %s", verr.kind, verr.field)
 
-say("7. An API error: WeCom's answer, as an error object")
+say("8. An API error: WeCom's answer, as an error object")
 local _, aerr = client:calendar_get{ cal_id_list = { "wcNoSuchCalendar" } }
 say("   %s", tostring(aerr))
 say("   kind %s, errcode %s, retryable %s", aerr.kind, tostring(aerr.errcode), tostring(aerr.retryable))
 
-say("8. Delete the calendar")
+say("9. Delete the calendar")
 check(client:calendar_del{ cal_id = cal_id })
 local _, gone = client:calendar_get{ cal_id_list = { cal_id } }
 say("   deleted; reading it now gives: %s", tostring(gone))
