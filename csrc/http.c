@@ -1,7 +1,9 @@
-/* The libcurl HTTP session: one easy handle per session, reused across calls
- * so connections are kept alive. libcurl's callbacks never call Lua: the
- * write callback only appends to a buffer the session owns, and Lua sees the
- * reply after curl_easy_perform has returned. */
+/* The libcurl HTTP session. One easy handle serves single requests and is
+ * reused across calls, so the connection is kept alive; request_many runs up
+ * to 64 requests at once on a multi handle with further easy handles that the
+ * session keeps for next time. libcurl's callbacks never call Lua: the write
+ * callback only appends to a buffer the session owns, and Lua sees the
+ * replies after libcurl has returned. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,40 +13,60 @@
 
 #define SESSION_MT "wecom.core.session"
 #define KEEP_BUFFER (1024 * 1024) /* larger reply buffers are freed after use */
+#define MAX_CONCURRENCY 64
 
 typedef struct {
     CURL *easy;
-    struct curl_slist *post_headers;
     wc_buf body;
     curl_off_t max_bytes;
     int too_large, out_of_memory;
+    lua_Integer index; /* request_many: the request it carries, 0 when idle */
     char errbuf[CURL_ERROR_SIZE];
+} wc_transfer;
+
+typedef struct {
+    wc_transfer *t[MAX_CONCURRENCY]; /* t[0] is made with the session */
+    CURLM *multi;
+    struct curl_slist *post_headers;
+    int closed;
 } wc_session;
 
 static size_t on_write(char *data, size_t size, size_t nmemb, void *ud) {
-    wc_session *s = (wc_session *)ud;
+    wc_transfer *tr = (wc_transfer *)ud;
     size_t n = size * nmemb;
-    if ((curl_off_t)n > s->max_bytes - (curl_off_t)s->body.len) {
-        s->too_large = 1;
+    if ((curl_off_t)n > tr->max_bytes - (curl_off_t)tr->body.len) {
+        tr->too_large = 1;
         return 0; /* aborts the transfer: the rest is never buffered */
     }
-    if (!wc_buf_reserve(&s->body, n)) {
-        s->out_of_memory = 1;
+    if (!wc_buf_reserve(&tr->body, n)) {
+        tr->out_of_memory = 1;
         return 0;
     }
-    memcpy(s->body.data + s->body.len, data, n);
-    s->body.len += n;
+    memcpy(tr->body.data + tr->body.len, data, n);
+    tr->body.len += n;
     return n;
 }
 
 static void session_release(wc_session *s) {
-    if (s->easy != NULL) {
-        curl_easy_cleanup(s->easy);
-        s->easy = NULL;
+    int i;
+    for (i = 0; i < MAX_CONCURRENCY; i++) {
+        wc_transfer *tr = s->t[i];
+        if (tr == NULL) continue;
+        if (tr->easy != NULL) {
+            if (s->multi != NULL) curl_multi_remove_handle(s->multi, tr->easy);
+            curl_easy_cleanup(tr->easy);
+        }
+        wc_buf_free(&tr->body);
+        free(tr);
+        s->t[i] = NULL;
+    }
+    if (s->multi != NULL) {
+        curl_multi_cleanup(s->multi);
+        s->multi = NULL;
     }
     curl_slist_free_all(s->post_headers);
     s->post_headers = NULL;
-    wc_buf_free(&s->body);
+    s->closed = 1;
 }
 
 static wc_session *check_session(lua_State *L) {
@@ -76,18 +98,31 @@ static const char *opt_string(lua_State *L, int opts, const char *name) {
     return v;
 }
 
-#define SETOPT(s, opt, val)                                              \
+static wc_transfer *transfer_new(void) {
+    return (wc_transfer *)calloc(1, sizeof(wc_transfer));
+}
+
+/* Points a handle's callbacks at its own transfer (duphandle copies them). */
+static int transfer_bind(wc_transfer *tr) {
+    return curl_easy_setopt(tr->easy, CURLOPT_WRITEDATA, (void *)tr) == CURLE_OK &&
+           curl_easy_setopt(tr->easy, CURLOPT_ERRORBUFFER, tr->errbuf) == CURLE_OK &&
+           curl_easy_setopt(tr->easy, CURLOPT_PRIVATE, (void *)tr) == CURLE_OK;
+}
+
+#define SETOPT(easy, opt, val)                                           \
     do {                                                                 \
-        if (curl_easy_setopt((s)->easy, (opt), (val)) != CURLE_OK)       \
+        if (curl_easy_setopt((easy), (opt), (val)) != CURLE_OK)          \
             return luaL_error(L, "libcurl refused option %s", #opt);     \
     } while (0)
 
 /* core.session{timeout=, connect_timeout=, ca_file=, max_response_bytes=, user_agent=} */
 int wc_session_new(lua_State *L) {
     wc_session *s;
+    wc_transfer *tr;
     long timeout, connect_timeout;
     const char *ca_file, *user_agent;
     curl_off_t max_bytes = 64 * 1024 * 1024;
+    struct curl_slist *h;
     if (lua_isnoneornil(L, 1)) {
         lua_settop(L, 0);
         lua_newtable(L);
@@ -110,45 +145,77 @@ int wc_session_new(lua_State *L) {
     memset(s, 0, sizeof *s);
     luaL_getmetatable(L, SESSION_MT);
     lua_setmetatable(L, -2); /* from here on, __gc frees whatever was made */
-    s->max_bytes = max_bytes;
-    s->easy = curl_easy_init();
-    if (s->easy == NULL) return luaL_error(L, "curl_easy_init failed");
-    s->post_headers = curl_slist_append(NULL, "Content-Type: application/json; charset=utf-8");
-    if (s->post_headers != NULL) {
-        struct curl_slist *h = curl_slist_append(s->post_headers, "Expect:");
-        if (h != NULL) s->post_headers = curl_slist_append(h, "Accept: application/json");
-        if (h == NULL || s->post_headers == NULL) {
-            curl_slist_free_all(h ? h : s->post_headers);
-            s->post_headers = NULL;
-        }
-    }
-    if (s->post_headers == NULL) return luaL_error(L, "out of memory");
+    tr = s->t[0] = transfer_new();
+    if (tr == NULL) return luaL_error(L, "out of memory");
+    tr->max_bytes = max_bytes;
+    tr->easy = curl_easy_init();
+    if (tr->easy == NULL) return luaL_error(L, "curl_easy_init failed");
+    h = curl_slist_append(NULL, "Content-Type: application/json; charset=utf-8");
+    if (h != NULL) s->post_headers = h;
+    if (h != NULL) h = curl_slist_append(s->post_headers, "Expect:");
+    if (h != NULL) h = curl_slist_append(s->post_headers, "Accept: application/json");
+    if (h == NULL) return luaL_error(L, "out of memory");
 
-    SETOPT(s, CURLOPT_NOSIGNAL, 1L);
-    SETOPT(s, CURLOPT_WRITEFUNCTION, on_write);
-    SETOPT(s, CURLOPT_WRITEDATA, (void *)s);
-    SETOPT(s, CURLOPT_ERRORBUFFER, s->errbuf);
-    SETOPT(s, CURLOPT_TIMEOUT_MS, timeout);
-    SETOPT(s, CURLOPT_CONNECTTIMEOUT_MS, connect_timeout);
-    SETOPT(s, CURLOPT_SSL_VERIFYPEER, 1L);
-    SETOPT(s, CURLOPT_SSL_VERIFYHOST, 2L);
-    SETOPT(s, CURLOPT_FOLLOWLOCATION, 0L);
-    SETOPT(s, CURLOPT_MAXFILESIZE_LARGE, max_bytes);
-    SETOPT(s, CURLOPT_ACCEPT_ENCODING, "");
-    SETOPT(s, CURLOPT_TCP_KEEPALIVE, 1L);
+    SETOPT(tr->easy, CURLOPT_NOSIGNAL, 1L);
+    SETOPT(tr->easy, CURLOPT_WRITEFUNCTION, on_write);
+    if (!transfer_bind(tr)) return luaL_error(L, "libcurl refused the write callback");
+    SETOPT(tr->easy, CURLOPT_TIMEOUT_MS, timeout);
+    SETOPT(tr->easy, CURLOPT_CONNECTTIMEOUT_MS, connect_timeout);
+    SETOPT(tr->easy, CURLOPT_SSL_VERIFYPEER, 1L);
+    SETOPT(tr->easy, CURLOPT_SSL_VERIFYHOST, 2L);
+    SETOPT(tr->easy, CURLOPT_FOLLOWLOCATION, 0L);
+    SETOPT(tr->easy, CURLOPT_MAXFILESIZE_LARGE, max_bytes);
+    SETOPT(tr->easy, CURLOPT_ACCEPT_ENCODING, "");
+    SETOPT(tr->easy, CURLOPT_TCP_KEEPALIVE, 1L);
 #if LIBCURL_VERSION_NUM >= 0x075500
-    SETOPT(s, CURLOPT_PROTOCOLS_STR, "http,https");
+    SETOPT(tr->easy, CURLOPT_PROTOCOLS_STR, "http,https");
 #else
-    SETOPT(s, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+    SETOPT(tr->easy, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
-    if (ca_file != NULL) SETOPT(s, CURLOPT_CAINFO, ca_file);
-    SETOPT(s, CURLOPT_USERAGENT, user_agent ? user_agent : "wecom-lua/" WECOM_VERSION);
+    if (ca_file != NULL) SETOPT(tr->easy, CURLOPT_CAINFO, ca_file);
+    SETOPT(tr->easy, CURLOPT_USERAGENT, user_agent ? user_agent : "wecom-lua/" WECOM_VERSION);
     return 1;
 }
 
+/* The i-th transfer, made on first use as a copy of the first one. */
+static wc_transfer *transfer_at(wc_session *s, int i) {
+    wc_transfer *tr = s->t[i];
+    if (tr != NULL) return tr;
+    tr = transfer_new();
+    if (tr == NULL) return NULL;
+    tr->max_bytes = s->t[0]->max_bytes;
+    tr->easy = curl_easy_duphandle(s->t[0]->easy);
+    if (tr->easy == NULL || !transfer_bind(tr)) {
+        if (tr->easy != NULL) curl_easy_cleanup(tr->easy);
+        free(tr);
+        return NULL;
+    }
+    s->t[i] = tr;
+    return tr;
+}
+
+/* Sets a transfer up for one request. `body` must stay alive (it is on the
+ * Lua stack, or in a table that is) until the transfer is done. */
+static void transfer_prepare(wc_session *s, wc_transfer *tr, int post, const char *url, const char *body,
+                             size_t body_len) {
+    tr->body.len = 0;
+    tr->too_large = tr->out_of_memory = 0;
+    tr->errbuf[0] = '\0';
+    curl_easy_setopt(tr->easy, CURLOPT_URL, url);
+    if (post) {
+        curl_easy_setopt(tr->easy, CURLOPT_POST, 1L);
+        curl_easy_setopt(tr->easy, CURLOPT_POSTFIELDS, body ? body : "");
+        curl_easy_setopt(tr->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+        curl_easy_setopt(tr->easy, CURLOPT_HTTPHEADER, s->post_headers);
+    } else {
+        curl_easy_setopt(tr->easy, CURLOPT_HTTPGET, 1L);
+        curl_easy_setopt(tr->easy, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+    }
+}
+
 /* Names the kind of failure so the Lua policy can decide what to retry. */
-static const char *failure_reason(wc_session *s, CURLcode rc) {
-    if (s->too_large || rc == CURLE_FILESIZE_EXCEEDED) return "too_large";
+static const char *failure_reason(wc_transfer *tr, CURLcode rc) {
+    if (tr->too_large || rc == CURLE_FILESIZE_EXCEEDED) return "too_large";
     switch (rc) {
     case CURLE_OPERATION_TIMEDOUT: return "timeout";
     case CURLE_COULDNT_CONNECT: return "connect";
@@ -168,84 +235,210 @@ static const char *failure_reason(wc_session *s, CURLcode rc) {
     case CURLE_SSL_INVALIDCERTSTATUS:
     case CURLE_SSL_CRL_BADFILE: return "tls";
     case CURLE_OUT_OF_MEMORY: return "memory";
-    default: return s->out_of_memory ? "memory" : "network";
+    default: return tr->out_of_memory ? "memory" : "network";
     }
+}
+
+/* Pushes the outcome: status, body, or nil, reason, message. Frees a large
+ * reply buffer afterwards. Returns the number of values pushed. */
+static int push_outcome(lua_State *L, wc_transfer *tr, CURLcode rc) {
+    int n;
+    if (rc != CURLE_OK) {
+        const char *reason = failure_reason(tr, rc);
+        lua_pushnil(L);
+        lua_pushstring(L, reason);
+        if (strcmp(reason, "too_large") == 0)
+            lua_pushfstring(L, "reply larger than max_response_bytes (%f bytes)", (lua_Number)tr->max_bytes);
+        else
+            lua_pushstring(L, tr->errbuf[0] ? tr->errbuf : curl_easy_strerror(rc));
+        n = 3;
+    } else {
+        long status = 0;
+        curl_easy_getinfo(tr->easy, CURLINFO_RESPONSE_CODE, &status);
+        lua_pushinteger(L, (lua_Integer)status);
+        lua_pushlstring(L, tr->body.data ? tr->body.data : "", tr->body.len);
+        n = 2;
+    }
+    wc_buf_trim(&tr->body, KEEP_BUFFER);
+    return n;
+}
+
+static int parse_method(lua_State *L, int arg, const char *method) {
+    if (strcmp(method, "POST") == 0) return 1;
+    if (strcmp(method, "GET") == 0) return 0;
+    return luaL_argerror(L, arg, "expected \"GET\" or \"POST\"");
+}
+
+static void push_closed(lua_State *L) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    lua_pushliteral(L, "the HTTP session is closed");
 }
 
 /* session:request(method, url [, body]) -> status, body | nil, reason, message */
 static int session_request(lua_State *L) {
     wc_session *s = check_session(L);
     size_t url_len, body_len = 0;
-    const char *method = luaL_checkstring(L, 2);
     const char *url = luaL_checklstring(L, 3, &url_len);
     const char *body = luaL_optlstring(L, 4, NULL, &body_len);
-    int post;
+    int post = parse_method(L, 2, luaL_checkstring(L, 2));
+    wc_transfer *tr;
     CURLcode rc;
-    long status = 0;
-    if (strcmp(method, "POST") == 0) post = 1;
-    else if (strcmp(method, "GET") == 0) post = 0;
-    else return luaL_argerror(L, 2, "expected \"GET\" or \"POST\"");
     if (strlen(url) != url_len) return luaL_argerror(L, 3, "URL contains a NUL byte");
-    if (s->easy == NULL) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "closed");
-        lua_pushliteral(L, "the HTTP session is closed");
+    if (s->closed) {
+        push_closed(L);
         return 3;
     }
-    s->body.len = 0;
-    s->too_large = s->out_of_memory = 0;
-    s->errbuf[0] = '\0';
-    curl_easy_setopt(s->easy, CURLOPT_URL, url);
-    if (post) {
-        curl_easy_setopt(s->easy, CURLOPT_POST, 1L);
-        /* not copied: `body` stays on the Lua stack until perform returns */
-        curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, body ? body : "");
-        curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-        curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, s->post_headers);
+    tr = s->t[0];
+    transfer_prepare(s, tr, post, url, body, body_len);
+    rc = curl_easy_perform(tr->easy);
+    curl_easy_setopt(tr->easy, CURLOPT_POSTFIELDS, (char *)NULL);
+    return push_outcome(L, tr, rc);
+}
+
+/* Reads request i of the list at stack index 2 (raw: no metamethods run) and
+ * checks it; returns its fields through the out parameters. */
+static void read_request(lua_State *L, lua_Integer i, int *post, const char **url, const char **body,
+                         size_t *body_len) {
+    size_t url_len;
+    lua_rawgeti(L, 2, i);
+    if (lua_type(L, -1) != LUA_TTABLE) luaL_error(L, "request_many: request %d is not a table", (int)i);
+    lua_pushliteral(L, "method");
+    lua_rawget(L, -2);
+    if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "request_many: request %d has no method", (int)i);
+    *post = strcmp(lua_tostring(L, -1), "POST") == 0;
+    if (!*post && strcmp(lua_tostring(L, -1), "GET") != 0)
+        luaL_error(L, "request_many: request %d: method must be \"GET\" or \"POST\"", (int)i);
+    lua_pushliteral(L, "url");
+    lua_rawget(L, -3);
+    if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "request_many: request %d has no url", (int)i);
+    *url = lua_tolstring(L, -1, &url_len);
+    if (strlen(*url) != url_len) luaL_error(L, "request_many: request %d: URL contains a NUL byte", (int)i);
+    lua_pushliteral(L, "body");
+    lua_rawget(L, -4);
+    *body = NULL;
+    *body_len = 0;
+    if (lua_type(L, -1) == LUA_TSTRING) *body = lua_tolstring(L, -1, body_len);
+    else if (!lua_isnil(L, -1)) luaL_error(L, "request_many: request %d: body must be a string", (int)i);
+    lua_pop(L, 4); /* the strings stay referenced by the request table */
+}
+
+/* Stores the outcome of a finished transfer as results[index]. */
+static void store_outcome(lua_State *L, int results, wc_transfer *tr, CURLcode rc) {
+    int n = push_outcome(L, tr, rc);
+    lua_createtable(L, 0, 2);
+    if (n == 2) {
+        lua_insert(L, -3);
+        lua_setfield(L, -3, "body");
+        lua_setfield(L, -2, "status");
     } else {
-        curl_easy_setopt(s->easy, CURLOPT_HTTPGET, 1L);
-        curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+        lua_insert(L, -4);
+        lua_setfield(L, -4, "message");
+        lua_setfield(L, -3, "reason");
+        lua_pop(L, 1);
     }
-    rc = curl_easy_perform(s->easy);
-    curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, (char *)NULL);
-    if (rc != CURLE_OK) {
-        const char *reason = failure_reason(s, rc);
-        wc_buf_trim(&s->body, KEEP_BUFFER);
-        lua_pushnil(L);
-        lua_pushstring(L, reason);
-        if (strcmp(reason, "too_large") == 0)
-            lua_pushfstring(L, "reply larger than max_response_bytes (%d bytes)", (int)(s->max_bytes > 2147483647 ? 2147483647 : s->max_bytes));
-        else
-            lua_pushstring(L, s->errbuf[0] ? s->errbuf : curl_easy_strerror(rc));
-        return 3;
+    lua_rawseti(L, results, (int)tr->index);
+}
+
+/* session:request_many(requests [, concurrency]) -> results
+ * requests: { {method=, url=, body=}, ... }; results[i]: {status=, body=}
+ * or {reason=, message=}. At most `concurrency` (1..64, default 10) at once. */
+static int session_request_many(lua_State *L) {
+    wc_session *s = check_session(L);
+    lua_Integer n, i, next = 1, conc;
+    int results, active = 0, k;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    conc = luaL_optinteger(L, 3, 10);
+    luaL_argcheck(L, conc >= 1 && conc <= MAX_CONCURRENCY, 3, "concurrency must be in 1..64");
+    lua_settop(L, 3);
+    n = (lua_Integer)wc_rawlen(L, 2);
+    for (i = 1; i <= n; i++) { /* refuse bad input before anything is sent */
+        int post;
+        const char *url, *body;
+        size_t len;
+        read_request(L, i, &post, &url, &body, &len);
     }
-    curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
-    lua_pushinteger(L, (lua_Integer)status);
-    lua_pushlstring(L, s->body.data ? s->body.data : "", s->body.len);
-    wc_buf_trim(&s->body, KEEP_BUFFER);
-    return 2;
+    lua_createtable(L, (int)n, 0);
+    results = lua_gettop(L);
+    if (s->closed) {
+        for (i = 1; i <= n; i++) {
+            push_closed(L);
+            lua_createtable(L, 0, 2);
+            lua_insert(L, -4);
+            lua_setfield(L, -4, "message");
+            lua_setfield(L, -3, "reason");
+            lua_pop(L, 1);
+            lua_rawseti(L, results, (int)i);
+        }
+        return 1;
+    }
+    if (s->multi == NULL && (s->multi = curl_multi_init()) == NULL) return luaL_error(L, "curl_multi_init failed");
+    for (k = 0; k < MAX_CONCURRENCY; k++) { /* a raise mid-way may have left handles attached */
+        if (s->t[k] != NULL && s->t[k]->index != 0) {
+            curl_multi_remove_handle(s->multi, s->t[k]->easy);
+            s->t[k]->index = 0;
+        }
+    }
+    if (conc > n) conc = n;
+    for (k = 0; k < conc; k++)
+        if (transfer_at(s, k) == NULL) return luaL_error(L, "out of memory");
+
+    for (;;) {
+        CURLMsg *msg;
+        int queued, running;
+        for (k = 0; k < conc && next <= n; k++) { /* fill idle transfers */
+            wc_transfer *tr = s->t[k];
+            int post;
+            const char *url, *body;
+            size_t len;
+            if (tr->index != 0) continue;
+            read_request(L, next, &post, &url, &body, &len);
+            transfer_prepare(s, tr, post, url, body, len);
+            tr->index = next++;
+            if (curl_multi_add_handle(s->multi, tr->easy) != CURLM_OK) {
+                tr->index = 0;
+                return luaL_error(L, "curl_multi_add_handle failed");
+            }
+            active++;
+        }
+        if (active == 0) break;
+        if (curl_multi_perform(s->multi, &running) != CURLM_OK) return luaL_error(L, "curl_multi_perform failed");
+        while ((msg = curl_multi_info_read(s->multi, &queued)) != NULL) {
+            wc_transfer *tr = NULL;
+            if (msg->msg != CURLMSG_DONE) continue;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&tr);
+            curl_multi_remove_handle(s->multi, tr->easy);
+            store_outcome(L, results, tr, msg->data.result);
+            tr->index = 0;
+            active--;
+        }
+        if (active > 0 && running > 0) curl_multi_poll(s->multi, NULL, 0, 1000, NULL);
+    }
+    return 1;
 }
 
 static int session_close(lua_State *L) {
-    session_release(check_session(L));
+    wc_session *s = check_session(L);
+    if (!s->closed) session_release(s);
     lua_pushboolean(L, 1);
     return 1;
 }
 
 static int session_tostring(lua_State *L) {
     wc_session *s = check_session(L);
-    lua_pushfstring(L, "wecom.core.session (%s): %p", s->easy ? "open" : "closed", (void *)s);
+    lua_pushfstring(L, "wecom.core.session (%s): %p", s->closed ? "closed" : "open", (void *)s);
     return 1;
 }
 
 static int session_is_closed(lua_State *L) {
-    lua_pushboolean(L, check_session(L)->easy == NULL);
+    lua_pushboolean(L, check_session(L)->closed);
     return 1;
 }
 
 void wc_http_open(lua_State *L) {
     static const luaL_Reg methods[] = {
         {"request", session_request},
+        {"request_many", session_request_many},
         {"close", session_close},
         {"is_closed", session_is_closed},
         {NULL, NULL},

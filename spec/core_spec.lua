@@ -203,6 +203,48 @@ describe("wecom.core", function()
       for _, inode in ipairs(opened) do assert.is_nil(now[inode], "socket " .. inode .. " still open") end
     end)
 
+    it("runs many requests at once, answering in request order", function()
+      emu:fault{ path = "slow", latency_ms = 300, times = -1 }
+      local s = core.session()
+      local reqs = {}
+      for i = 1, 10 do reqs[i] = { method = "GET", url = emu.base_url .. "/cgi-bin/slow" } end
+      reqs[11] = { method = "GET", url = "http://127.0.0.1:1/" }
+      reqs[12] = { method = "POST", url = emu.base_url .. "/emulator/stats", body = "{}" }
+      local t0 = core.monotime()
+      local res = s:request_many(reqs, 12)
+      -- ten 300 ms requests one after another would take 3 s
+      assert.is_true(core.monotime() - t0 < 1.5, "took " .. (core.monotime() - t0))
+      assert.equal(12, #res)
+      for i = 1, 10 do assert.equal(404, res[i].status) end
+      assert.same({ "connect" }, { res[11].reason })
+      assert.is_string(res[11].message)
+      assert.equal(200, res[12].status)
+      assert.truthy(res[12].body:find("tokens_issued", 1, true))
+      -- a lower concurrency queues the rest
+      t0 = core.monotime()
+      res = s:request_many({ reqs[1], reqs[2], reqs[3], reqs[4] }, 2)
+      assert.is_true(core.monotime() - t0 >= 0.55)
+      assert.equal(4, #res)
+      emu:clear_faults()
+      s:close()
+      res = s:request_many({ reqs[12] })
+      assert.equal("closed", res[1].reason)
+    end)
+
+    it("refuses a bad request list before sending anything", function()
+      local s = core.session()
+      local before = emu:calls("x")
+      assert.has_error(function() s:request_many({ { method = "GET", url = emu.base_url .. "/cgi-bin/x" }, 5 }) end)
+      assert.has_error(function() s:request_many({ { method = "PUT", url = "http://x/" } }) end)
+      assert.has_error(function() s:request_many({ { method = "GET" } }) end)
+      assert.has_error(function() s:request_many({ { method = "POST", url = "http://x/", body = {} } }) end)
+      assert.has_error(function() s:request_many({}, 0) end)
+      assert.has_error(function() s:request_many({}, 65) end)
+      assert.equal(before, emu:calls("x"))
+      assert.same({}, s:request_many({}))
+      s:close()
+    end)
+
     it("names refused connections", function()
       local s = core.session{ connect_timeout = 2 }
       local ok, reason, msg = s:request("GET", "http://127.0.0.1:1/")
