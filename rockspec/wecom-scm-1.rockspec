@@ -40,6 +40,7 @@ build = {
     ["wecom.bulk"] = "lua/wecom/bulk.lua",
     ["wecom.patch"] = "lua/wecom/patch.lua",
     ["wecom.transport.curl"] = "lua/wecom/transport/curl.lua",
+    ["wecom.transport.ngx"] = "lua/wecom/transport/ngx.lua",
     ["wecom.emulator.launcher"] = "lua/wecom/emulator/launcher.lua",
     ["wecom.emulator.server"] = "lua/wecom/emulator/server.lua",
     ["wecom.emulator.state"] = "lua/wecom/emulator/state.lua",

@@ -1,6 +1,7 @@
 -- The default token cache: a table in this Lua state with per-key expiry.
 -- Any object with get(key) and set(key, value, ttl) can replace it (an
--- ngx.shared.DICT, a Redis wrapper); delete(key) is used when present.
+-- ngx.shared.DICT, a Redis wrapper); delete(key) is used when present, and
+-- add(key, value, ttl) (set only if absent) lets one fetch run at a time.
 local core = require("wecom.core")
 
 local Cache = {}
@@ -30,6 +31,13 @@ function Cache:set(key, value, ttl)
     self.entries[key] = { value = value, expires = (ttl and ttl > 0) and core.monotime() + ttl or nil }
   end
   return true
+end
+
+-- Sets only if the key is absent (or expired): the lock of one fetch at a
+-- time, as ngx.shared.DICT:add. Returns true, or false, "exists".
+function Cache:add(key, value, ttl)
+  if self:get(key) ~= nil then return false, "exists" end
+  return self:set(key, value, ttl)
 end
 
 function Cache:delete(key)

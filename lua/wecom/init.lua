@@ -109,9 +109,9 @@ local OPTIONS = {
     return v
   end,
   transport = function(v)
-    if v == "curl" then return v end
+    if v == "auto" or v == "curl" or v == "ngx" then return v end
     if not has_method(v, "request") then
-      return nil, 'expected "curl" or an object with a request(method, url, body) method'
+      return nil, 'expected "auto", "curl", "ngx" or an object with a request(method, url, body) method'
     end
     return v
   end,
@@ -174,9 +174,43 @@ local function secrets_of(p, current)
   return list
 end
 
+-- Phases of nginx's Lua module where cosockets and ngx.sleep work.
+local COSOCKET_PHASES = {
+  rewrite = true, access = true, content = true, timer = true,
+  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,
+}
+
+local function cosocket_phase()
+  local ngx = rawget(_G, "ngx")
+  if type(ngx) ~= "table" or type(ngx.get_phase) ~= "function" then return false end
+  return COSOCKET_PHASES[ngx.get_phase()] == true
+end
+
+-- The transport for a request made now: cosockets where nginx allows them
+-- (a request handler must never block its worker), else the libcurl
+-- session; or what the `transport` option forces.
+local function transport_of(p)
+  local mode = p.transport_mode
+  if mode == "custom" then return p.transport end
+  if mode == "ngx" or (mode == "auto" and cosocket_phase()) then
+    p.ngx_transport = p.ngx_transport or require("wecom.transport.ngx").new(p.options)
+    return p.ngx_transport
+  end
+  p.curl_transport = p.curl_transport or require("wecom.transport.curl").new(p.options)
+  return p.curl_transport
+end
+
+-- Back-off waits yield to nginx where they can; elsewhere a real sleep.
+local function sleep(seconds)
+  if cosocket_phase() then return rawget(_G, "ngx").sleep(seconds) end
+  return core.sleep(seconds)
+end
+
 -- One HTTP exchange: transport, status, JSON, errcode.
 local function exchange(p, endpoint, method, url, payload, idempotent)
-  local ok, status, body, detail = pcall(p.transport.request, p.transport, method, url, payload)
+  if p.closed then return nil, errors.transport(endpoint, "closed", "the client is closed", idempotent) end
+  local transport = transport_of(p)
+  local ok, status, body, detail = pcall(transport.request, transport, method, url, payload)
   if not ok then
     return nil, errors.transport(endpoint, "error", "the transport raised: " .. tostring(status), idempotent)
   end
@@ -246,11 +280,6 @@ local function state(self, method)
   return p
 end
 
-local function make_transport(o)
-  if o.transport ~= nil and o.transport ~= "curl" then return o.transport end
-  return require("wecom.transport.curl").new(o)
-end
-
 function M.new(opts)
   local o, err = check_options(opts)
   if not o then return nil, err end
@@ -262,15 +291,21 @@ function M.new(opts)
     max_retries = o.max_retries,
     retry_base_delay = o.retry_base_delay,
     retry_max_delay = o.retry_max_delay,
-    sleep = core.sleep,
+    sleep = sleep,
+    options = o,
   }
-  local ok, transport = pcall(make_transport, o)
-  if not ok then return option_error("transport", tostring(transport)) end
-  p.transport = transport
+  if type(o.transport) == "string" then
+    p.transport_mode = o.transport
+  elseif o.transport ~= nil then
+    p.transport_mode, p.transport = "custom", o.transport
+  else
+    p.transport_mode = "auto"
+  end
   if o.corpid then
     p.tokens = token.corp{
       base_url = o.base_url, corpid = o.corpid, corpsecret = o.corpsecret, cache = o.token_cache,
       fetch = function() return fetch_token(p) end,
+      sleep = sleep, lock_ttl = o.timeout + o.connect_timeout,
     }
   elseif o.access_token then
     p.tokens = token.fixed(o.access_token)
@@ -326,10 +361,19 @@ for _, module in ipairs{ "wecom.paging", "wecom.bulk", "wecom.patch" } do
   end
 end
 
+-- The transport a call made now would use: "curl", "ngx" or "custom".
+function Client:transport_name()
+  local p = state(self, "transport_name")
+  if p.transport_mode == "custom" then return "custom" end
+  return transport_of(p).name
+end
+
 -- Closes the HTTP session; the client must not be used afterwards.
 function Client:close()
   local p = state(self, "close")
-  if has_method(p.transport, "close") then p.transport:close() end
+  local t = p.transport_mode == "custom" and p.transport or p.curl_transport
+  if has_method(t, "close") then t:close() end
+  p.closed = true
   return true
 end
 

@@ -46,26 +46,76 @@ end
 local Corp = {}
 Corp.__index = Corp
 
+-- How often a caller waiting for another's fetch looks at the cache.
+M.LOCK_POLL = 0.02
+
 -- opts: corpid, corpsecret, base_url, cache (optional), fetch: a function
--- returning token, expires_in or nil, err.
+-- returning token, expires_in or nil, err; sleep(seconds); lock_ttl: how
+-- long one fetch may hold the lock (seconds).
 function M.corp(opts)
+  local cache = opts.cache or default_cache
+  local ok, add = pcall(function() return cache.add end)
+  local key = M.cache_key(opts.base_url, opts.corpid, opts.corpsecret)
   return setmetatable({
-    key = M.cache_key(opts.base_url, opts.corpid, opts.corpsecret),
-    cache = opts.cache or default_cache,
+    key = key,
+    lock_key = key .. ":lock",
+    cache = cache,
+    can_lock = ok and add ~= nil,
     fetch = opts.fetch,
+    sleep = opts.sleep or core.sleep,
+    lock_ttl = opts.lock_ttl or 15,
   }, Corp)
 end
 
-function Corp:get()
+local function cached(self)
   local token = cache_call(self.cache, "get", self.key)
   if type(token) == "string" and token ~= "" then return token end
+  return nil
+end
+
+local function unlock(self)
+  if self.cache.delete then
+    cache_call(self.cache, "delete", self.lock_key)
+  else
+    cache_call(self.cache, "set", self.lock_key, nil)
+  end
+end
+
+-- With a cache that has add() (ngx.shared.DICT, the default cache), one
+-- caller fetches while the others (other workers, other coroutines) wait
+-- briefly and then read the cache. If the lock outlives its TTL the waiter
+-- fetches itself: a slow fetch costs a second gettoken, never a deadlock.
+function Corp:get()
+  local token = cached(self)
+  if token then return token end
   local failure = config_failures[self.key]
   if failure then
     if core.monotime() < failure.expires then return nil, failure.err end
     config_failures[self.key] = nil
   end
+  local locked = false
+  if self.can_lock then
+    local deadline = core.monotime() + self.lock_ttl
+    while true do
+      locked = cache_call(self.cache, "add", self.lock_key, 1, self.lock_ttl) == true
+      if locked then break end
+      self.sleep(M.LOCK_POLL)
+      token = cached(self)
+      if token then return token end
+      if core.monotime() >= deadline then break end
+    end
+    if locked then
+      token = cached(self) -- another caller may have finished just before
+      if token then
+        unlock(self)
+        return token
+      end
+    end
+  end
   local expires_in, err
   token, expires_in = self.fetch()
+  if token then cache_call(self.cache, "set", self.key, token, M.lifetime(expires_in)) end
+  if locked then unlock(self) end
   if not token then
     err = expires_in
     if err.kind == "api" and M.CONFIG_ERRORS[err.errcode] then
@@ -73,7 +123,6 @@ function Corp:get()
     end
     return nil, err
   end
-  cache_call(self.cache, "set", self.key, token, M.lifetime(expires_in))
   return token
 end
 

@@ -4,6 +4,9 @@
 --
 -- Every transport has the same shape:
 --   transport:request(method, url, body) -> status, body | nil, reason, message
+--   transport:request_many(requests, concurrency) -> results
+--     requests[i] = {method=, url=, body=}; results[i] = {status=, body=} or
+--     {reason=, message=}
 local core = require("wecom.core")
 
 local Transport = {}
@@ -15,6 +18,7 @@ local M = {}
 function M.new(opts)
   opts = opts or {}
   return setmetatable({
+    name = "curl",
     session = core.session{
       timeout = opts.timeout,
       connect_timeout = opts.connect_timeout,
@@ -27,6 +31,10 @@ end
 
 function Transport:request(method, url, body)
   return self.session:request(method, url, body)
+end
+
+function Transport:request_many(requests, concurrency)
+  return self.session:request_many(requests, concurrency)
 end
 
 function Transport:close()
