@@ -388,13 +388,27 @@ static int encode_array(wc_enc *e, const wc_field *elem, int idx, size_t n) {
     return put_char(e, ']');
 }
 
+/* 1 if the table's metatable has __jsontype = "array" (wecom.array): a
+ * list even when empty, which keys alone can't tell. */
+static int marked_array(lua_State *L, int idx) {
+    int marked = 0;
+    if (lua_getmetatable(L, idx)) {
+        lua_pushliteral(L, "__jsontype");
+        lua_rawget(L, -2);
+        marked = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "array") == 0;
+        lua_pop(L, 2);
+    }
+    return marked;
+}
+
 static int encode_table(wc_enc *e, const wc_field *f, int idx) {
     size_t n;
     int shape, ok;
     if (!enter_table(e, idx)) return 0;
     shape = table_shape(e->L, idx, &n);
     if (f == NULL) { /* no schema: the keys decide */
-        if (shape == SHAPE_ARRAY) ok = encode_array(e, NULL, idx, n);
+        if (shape == SHAPE_EMPTY && marked_array(e->L, idx)) ok = PUT_LIT(e, "[]");
+        else if (shape == SHAPE_ARRAY) ok = encode_array(e, NULL, idx, n);
         else if (shape == SHAPE_OBJECT || shape == SHAPE_EMPTY) ok = encode_object(e, NULL, idx);
         else ok = shape_error(e, shape, "a list or an object");
     } else if (f->type == WC_ARRAY) {

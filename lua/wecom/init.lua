@@ -350,6 +350,19 @@ function Client:call(path, body, opts)
   return perform(p, path, "POST", p.base_url .. "/cgi-bin/" .. path, payload, idempotent, true)
 end
 
+-- A list for fields the schemas don't know: an empty table is otherwise
+-- sent as {}, since keys alone can't tell. wecom.array() or wecom.array(t).
+local ARRAY_MT = { __jsontype = "array" }
+function M.array(t) return setmetatable(t or {}, ARRAY_MT) end
+
+-- JSON as the library sends it (raw UTF-8, integers as integers, lists
+-- marked with wecom.array as []): string, or nil, err.
+function M.encode_json(value)
+  local json, field, text = core.encode(nil, value)
+  if not json then return nil, errors.validation("encode_json", field, text) end
+  return json
+end
+
 -- The Lua helpers (paging, bulk reads, patches, sharing) use only the
 -- public methods above.
 for _, module in ipairs{ "wecom.paging", "wecom.bulk", "wecom.patch" } do

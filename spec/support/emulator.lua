@@ -27,6 +27,7 @@ function M.start(opts)
   return setmetatable({
     nginx = nginx,
     base_url = nginx.base_url,
+    tls_url = nginx.tls_url,
     port = nginx.port,
     http = core.session{ timeout = 30 },
     corpid = opts.corpid,

@@ -9,8 +9,9 @@ local M = {}
 
 M.DEFAULT_PORT = 18080
 
-local Emulator = {}
-Emulator.__index = Emulator
+-- A running nginx: port, dir, pid; stop() ends it.
+local Instance = {}
+Instance.__index = Instance
 
 local function shell_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
@@ -103,25 +104,33 @@ local function config_block(opts)
   return "{ " .. table.concat(parts, ", ") .. " }"
 end
 
-local function nginx_conf(dir, port, opts)
-  local root = lua_root()
-  local is_root = capture("id -u 2>/dev/null") == "0"
-  local tls = ""
-  if opts.tls_port then
-    tls = ("listen 127.0.0.1:%d ssl;\n    ssl_certificate %s;\n    ssl_certificate_key %s;"):format(
-      opts.tls_port, opts.tls_cert, opts.tls_key)
-  end
+-- The top of every nginx.conf of ours: modules, one or more workers, a
+-- daemon with its pid and log in `dir`.
+-- As root, nginx would run its workers as nobody, who may not be able to
+-- read the checkout: ours run as the user that starts them.
+function M.user_line()
+  return capture("id -u 2>/dev/null") == "0" and "user root;" or ""
+end
+
+function M.conf_head(dir, workers)
   return ([[
 %s
 %s
-worker_processes 1;
+worker_processes %d;
 daemon on;
 pid %s/nginx.pid;
 error_log %s/error.log warn;
 events { worker_connections 4096; }
-http {
+]]):format(module_lines(), M.user_line(), workers or 1, dir, dir)
+end
+
+-- http{} directives every nginx of ours shares: our Lua modules on the path,
+-- request bodies kept in memory, temporary files in `dir`.
+function M.http_common(dir, extra_path)
+  local root = lua_root()
+  return ([[
   access_log off;
-  lua_package_path "%s?.lua;%s?/init.lua;;";
+  lua_package_path "%s%s?.lua;%s?/init.lua;;";
   lua_socket_log_errors off;
   client_body_buffer_size 64m;
   client_max_body_size 64m;
@@ -131,6 +140,18 @@ http {
   uwsgi_temp_path %s/uwsgi;
   scgi_temp_path %s/scgi;
   keepalive_requests 100000;
+]]):format(extra_path or "", root, root, dir, dir, dir, dir, dir)
+end
+
+local function emulator_conf(dir, port, opts)
+  local tls = ""
+  if opts.tls then
+    tls = ("listen 127.0.0.1:%d ssl;\n    ssl_certificate %s;\n    ssl_certificate_key %s;"):format(
+      port + 1, opts.tls.cert, opts.tls.key)
+  end
+  return M.conf_head(dir, 1) .. ([[
+http {
+%s
   init_by_lua_block { require("wecom.emulator.server").init(%s) }
   server {
     listen 127.0.0.1:%d;
@@ -138,8 +159,7 @@ http {
     location / { content_by_lua_block { require("wecom.emulator.server").handle() } }
   }
 }
-]]):format(module_lines(), is_root and "user root;" or "", dir, dir, root, root,
-    dir, dir, dir, dir, dir, config_block(opts), port, tls)
+]]):format(M.http_common(dir), config_block(opts), port, tls)
 end
 
 -- A zombie counts as gone: a daemon's parent (PID 1 in a container) may
@@ -153,54 +173,65 @@ end
 
 local function sleep(s) run("sleep " .. s) end
 
--- Tries to start nginx on `port` in `dir`; returns true, or nil and the
--- error text (with `busy` true when the port was taken).
-local function try_start(nginx, dir, port, opts)
+-- Tries to start nginx with `conf` in `dir`; returns true, or nil and the
+-- error text (with `busy` true when a port was taken).
+local function try_start(nginx, dir, conf, env)
   run("mkdir -p " .. shell_quote(dir))
-  local ok, err = write_file(dir .. "/nginx.conf", nginx_conf(dir, port, opts))
+  local ok, err = write_file(dir .. "/nginx.conf", conf)
   if not ok then return nil, "can't write " .. dir .. "/nginx.conf: " .. tostring(err) end
   -- nginx's LuaJIT must not see the caller's Lua paths (they may name
   -- another Lua version's C modules), nor a sanitizer preloaded for the tests
-  local started = run(("env -u LUA_PATH -u LUA_CPATH -u LUA_INIT -u LD_PRELOAD %s -p %s -c %s 2>%s"):format(
-    shell_quote(nginx), shell_quote(dir .. "/"),
+  local vars = {}
+  for k, v in pairs(env or {}) do vars[#vars + 1] = shell_quote(k .. "=" .. v) end
+  local started = run(("env -u LUA_PATH -u LUA_CPATH -u LUA_INIT -u LD_PRELOAD %s %s -p %s -c %s 2>%s"):format(
+    table.concat(vars, " "), shell_quote(nginx), shell_quote(dir .. "/"),
     shell_quote(dir .. "/nginx.conf"), shell_quote(dir .. "/start.log")))
   if started then return true end
   local log = (read_file(dir .. "/start.log") or "") .. (read_file(dir .. "/error.log") or "")
   return nil, log, log:find("Address already in use", 1, true) ~= nil
 end
 
--- opts: port (0 or nil for any free one), dir, corpid, corpsecret, token_ttl,
--- tls_port/tls_cert/tls_key (an extra HTTPS listener).
-function M.start(opts)
-  opts = opts or {}
+-- Starts an nginx whose conf is build(dir, port): on opts.port, or on a
+-- free one (and the one after it, which a conf may use too) when opts.port
+-- is 0 or nil. opts.dir defaults to a directory named after the port;
+-- opts.env adds environment variables. Returns {port, dir, nginx, pid} or
+-- nil, err.
+function M.start_nginx(opts, build)
   local nginx = find_nginx()
   if not nginx then
     return nil, "nginx not found: install nginx-light and libnginx-mod-http-lua (or set WECOM_NGINX)"
   end
   local fixed = opts.port and opts.port ~= 0
   -- a private generator: the application's math.random is left alone
-  local state = (os.time() + math.floor(os.clock() * 1e6) +
+  local seed = (os.time() + math.floor(os.clock() * 1e6) +
     (tonumber(tostring({}):match("0x(%x+)") or "0", 16) or 0)) % 2147483647
   local last_err
   for _ = 1, fixed and 1 or 30 do
-    state = (state * 1103515245 + 12345) % 2147483648
-    local port = fixed and opts.port or 20000 + state % 40000
+    seed = (seed * 1103515245 + 12345) % 2147483648
+    local port = fixed and opts.port or 20000 + seed % 40000
     local dir = opts.dir or default_dir(port)
-    local ok, err, busy = try_start(nginx, dir, port, opts)
+    local ok, err, busy = try_start(nginx, dir, build(dir, port), opts.env)
     if ok then
-      local self = setmetatable({
-        port = port, dir = dir, nginx = nginx,
-        base_url = ("http://127.0.0.1:%d"):format(port),
-        pid = tonumber(read_file(dir .. "/nginx.pid") or ""),
-      }, Emulator)
-      if opts.tls_port then self.tls_url = ("https://127.0.0.1:%d"):format(opts.tls_port) end
-      return self
+      return setmetatable({ port = port, dir = dir, nginx = nginx,
+        pid = tonumber(read_file(dir .. "/nginx.pid") or "") }, Instance)
     end
     last_err = err
     if not opts.dir then run("rm -rf " .. shell_quote(dir)) end
     if not busy then break end
   end
-  return nil, "the emulator did not start: " .. tostring(last_err)
+  return nil, tostring(last_err)
+end
+
+-- opts: port (0 or nil for any free one), dir, corpid, corpsecret, token_ttl,
+-- tls = {cert =, key =} (an HTTPS listener on the next port).
+function M.start(opts)
+  opts = opts or {}
+  local started, err = M.start_nginx(opts, function(dir, port) return emulator_conf(dir, port, opts) end)
+  if not started then return nil, "the emulator did not start: " .. err end
+  local self = started
+  self.base_url = ("http://127.0.0.1:%d"):format(self.port)
+  if opts.tls then self.tls_url = ("https://127.0.0.1:%d"):format(self.port + 1) end
+  return self
 end
 
 -- The pids of a process's children (Linux), or nil when it can't be read.
@@ -248,13 +279,13 @@ function M.stop_port(port)
   return M.stop_dir(default_dir(port))
 end
 
-function Emulator:stop(keep)
+function Instance:stop(keep)
   if self.stopped then return true end
   self.stopped = true
   return M.stop_dir(self.dir, keep)
 end
 
-function Emulator:error_log()
+function Instance:error_log()
   return read_file(self.dir .. "/error.log") or ""
 end
 

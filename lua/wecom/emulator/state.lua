@@ -103,22 +103,35 @@ end
 
 function M.clear_faults() M.faults = {} end
 
--- The fault that applies to this request, if any (times < 0: forever).
+-- What applies to this request: the faults for its path that are due,
+-- merged (the earliest added wins a field both set), or nil. A fault with
+-- times < 0 stays until cleared.
 function M.take_fault(path)
-  for i, f in ipairs(M.faults) do
+  local merged
+  local i = 1
+  while i <= #M.faults do
+    local f = M.faults[i]
+    local gone = false
     if f.path == path or f.path == "*" then
       if f.after > 0 then
         f.after = f.after - 1
       else
+        merged = merged or {}
+        for k, v in pairs(f) do
+          if merged[k] == nil then merged[k] = v end
+        end
         if f.times > 0 then
           f.times = f.times - 1
-          if f.times == 0 then table.remove(M.faults, i) end
+          if f.times == 0 then
+            table.remove(M.faults, i)
+            gone = true
+          end
         end
-        return f
       end
     end
+    if not gone then i = i + 1 end
   end
-  return nil
+  return merged
 end
 
 ---------------------------------------------------------------------------

@@ -158,6 +158,11 @@ function Transport:request(method, url, body)
     sock:settimeouts(ms, ms, ms)
     ok, err = sock:sslhandshake(false, host, true)
     if not ok then return x:fail("tls", err) end
+    -- ngx_lua 0.10.23 can report success for a handshake whose certificate
+    -- check failed, having closed the connection: nothing may be sent then
+    if not sock:getreusedtimes() then
+      return x:fail("tls", "TLS handshake failed: the server's certificate was not accepted")
+    end
   end
 
   local head = {

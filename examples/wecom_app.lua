@@ -1,0 +1,49 @@
+-- The handler of examples/nginx.conf: GET /schedules?cal_id=...[&offset=N&limit=N]
+-- answers one page of a calendar's schedules as JSON, with the offset to ask
+-- for next:
+--   {"schedules": [...], "next_offset": 1000}
+-- Errors answer JSON too: 400 for bad input, 502 when WeCom or the network
+-- failed, with the error's kind, errcode and message.
+local wecom = require("wecom")
+
+local M = {}
+
+local client
+
+-- Called from init_by_lua: the client is made once and shared by the
+-- workers (no I/O happens here; tokens are fetched on first use).
+function M.init()
+  local base_url = os.getenv("WECOM_BASE_URL")
+  client = assert(wecom.new{
+    corpid = os.getenv("WECOM_CORPID"),
+    corpsecret = os.getenv("WECOM_CORPSECRET"),
+    base_url = base_url ~= "" and base_url or nil,
+    token_cache = ngx.shared.wecom_tokens, -- one token for all workers
+    timeout = 5,
+  })
+end
+
+local function reply(status, body)
+  ngx.status = status
+  ngx.header["Content-Type"] = "application/json; charset=utf-8"
+  ngx.print(assert(wecom.encode_json(body)))
+  return ngx.exit(status)
+end
+
+function M.schedules()
+  local args = ngx.req.get_uri_args()
+  local cursor, err = client:schedule_cursor(args.cal_id, {
+    offset = tonumber(args.offset) or 0,
+    limit = tonumber(args.limit) or 100,
+  })
+  local page
+  if cursor then page, err = cursor:next_page() end
+  if not page then
+    return reply(err.kind == "validation" and 400 or 502, {
+      error = { kind = err.kind, errcode = err.errcode, message = err.message },
+    })
+  end
+  return reply(200, { schedules = wecom.array(page), next_offset = cursor.offset })
+end
+
+return M

@@ -1,0 +1,183 @@
+-- The library inside a real nginx (Debian's nginx-light with its Lua module,
+-- LuaJIT, 2 workers) against the emulator: handlers never block a worker,
+-- the shared dict gives one token to all workers, and TLS is verified.
+local cjson = require("cjson")
+local core = require("wecom.core")
+local emulator = require("support.emulator")
+local openresty = require("support.openresty")
+local tls = require("support.tls")
+
+describe("OpenResty", function()
+  local certs, emu, nginx, http, cal_id
+
+  setup(function()
+    certs = tls.make()
+    emu = emulator.start{ tls = { cert = certs.cert, key = certs.key } }
+    nginx = openresty.start{ emu = emu, ca = certs.ca }
+    http = core.session{ timeout = 60 }
+  end)
+
+  teardown(function()
+    http:close()
+    nginx:stop()
+    emu:stop()
+    certs.remove()
+  end)
+
+  before_each(function()
+    emu:reset()
+    assert.equal(200, (http:request("GET", nginx.base_url .. "/flush")))
+    cal_id = assert(emu:client():calendar_add{ calendar = { summary = "s", color = "#000000" } }).cal_id
+  end)
+
+  -- n concurrent GETs of path; returns the decoded replies and the time taken
+  local function fire(n, path)
+    local reqs = {}
+    for i = 1, n do reqs[i] = { method = "GET", url = nginx.base_url .. path } end
+    local t0 = core.monotime()
+    local results = http:request_many(reqs, math.min(n, 64))
+    local elapsed = core.monotime() - t0
+    local replies = {}
+    for i, r in ipairs(results) do
+      assert.equal(200, r.status, r.message or r.body)
+      replies[i] = cjson.decode(r.body)
+    end
+    return replies, elapsed
+  end
+
+  local function all_ok(replies)
+    for _, r in ipairs(replies) do assert.is_true(r.ok, cjson.encode(r.err)) end
+  end
+
+  local function pids(replies)
+    local set, n = {}, 0
+    for _, r in ipairs(replies) do
+      if not set[r.pid] then n = n + 1 end
+      set[r.pid] = true
+    end
+    return n
+  end
+
+  it("uses cosockets in request handlers and libcurl in init_worker", function()
+    local replies = fire(1, "/calendar?cal_id=" .. cal_id)
+    assert.equal("ngx", replies[1].transport)
+    all_ok(replies)
+    local init = fire(1, "/init_worker")[1].result
+    assert.equal("curl", init.transport)
+    assert.equal(90457, init.errcode) -- the call from init_worker reached the emulator
+  end)
+
+  it("never blocks a worker: 40 requests with 400 ms latency take about one latency", function()
+    fire(4, "/calendar?cal_id=" .. cal_id) -- tokens and connections warm
+    emu:fault{ path = "oa/calendar/get", latency_ms = 400, times = -1 }
+    local replies, elapsed = fire(40, "/calendar?cal_id=" .. cal_id)
+    all_ok(replies)
+    assert.equal(2, pids(replies))
+    -- one after another on 2 workers this would take 8 s
+    assert.is_true(elapsed < 2, ("40 requests took %.2f s"):format(elapsed))
+
+    -- the same through the blocking libcurl transport: a worker serves one at a time
+    fire(2, "/calendar?client=curl&cal_id=" .. cal_id)
+    local _, blocked = fire(10, "/calendar?client=curl&cal_id=" .. cal_id)
+    assert.is_true(blocked > 1.2, ("blocking took only %.2f s"):format(blocked))
+    emu:clear_faults()
+  end)
+
+  it("shares one token between the workers through ngx.shared.DICT", function()
+    -- a slow gettoken, so the 40 requests all find no token and overlap
+    emu:fault{ path = "gettoken", latency_ms = 300, times = -1 }
+    local before = emu:calls("gettoken") -- the spec's own client made the calendar
+    local replies = fire(40, "/calendar?cal_id=" .. cal_id)
+    all_ok(replies)
+    assert.equal(2, pids(replies))
+    assert.equal(1, emu:calls("gettoken") - before)
+    assert.equal(40, emu:calls("oa/calendar/get"))
+  end)
+
+  it("refreshes a token that expires mid-load once", function()
+    all_ok(fire(4, "/calendar?cal_id=" .. cal_id))
+    local before = emu:calls("gettoken")
+    emu:fault{ path = "oa/calendar/get", latency_ms = 300, times = -1 }
+    emu:fault{ path = "oa/calendar/get", expire_tokens = true, after = 10, times = 1 }
+    emu:fault{ path = "gettoken", latency_ms = 100, times = -1 }
+    local replies = fire(40, "/calendar?cal_id=" .. cal_id)
+    all_ok(replies)
+    assert.is_true((emu:stats().errors["42001"] or 0) >= 1)
+    assert.equal(1, emu:calls("gettoken") - before)
+    emu:clear_faults()
+  end)
+
+  it("verifies TLS: refused without trust, works with lua_ssl_trusted_certificate", function()
+    for _, untrusted in ipairs(fire(6, "/tls_untrusted?cal_id=" .. cal_id)) do
+      assert.is_false(untrusted.ok)
+      assert.equal("transport", untrusted.err.kind)
+      assert.equal("tls", untrusted.err.reason, untrusted.err.message)
+    end
+    assert.equal(0, emu:calls("oa/calendar/get"))
+    local trusted = fire(1, "/tls_trusted?cal_id=" .. cal_id)[1]
+    assert.is_true(trusted.ok, cjson.encode(trusted.err))
+    assert.equal("ngx", trusted.transport)
+  end)
+
+  it("verifies TLS from plain Lua too: refused without ca_file, works with it", function()
+    local plain = emu:client{ base_url = emu.tls_url, max_retries = 0 }
+    local res, err = plain:calendar_get{ cal_id_list = { cal_id } }
+    assert.is_nil(res)
+    assert.equal("tls", err.reason)
+    local trusting = emu:client{ base_url = emu.tls_url, ca_file = certs.ca }
+    assert(trusting:calendar_get{ cal_id_list = { cal_id } })
+  end)
+
+  describe("examples/nginx.conf", function()
+    local example
+
+    setup(function()
+      local f = assert(io.open("examples/nginx.conf"))
+      local text = f:read("*a")
+      f:close()
+      local root = io.popen("pwd"):read("*l")
+      example = assert(require("wecom.emulator.launcher").start_nginx({
+        port = 0,
+        env = { WECOM_BASE_URL = emu.base_url, WECOM_CORPID = emu.corpid, WECOM_CORPSECRET = emu.corpsecret },
+      }, function(dir, port)
+        -- the example as it is, but on a free port, with its files in dir
+        local conf = text:gsub("listen 127%.0%.0%.1:8080;", ("listen 127.0.0.1:%d;"):format(port))
+          :gsub("%$prefix", root):gsub(" build/nginx%-example", " " .. dir .. "/example")
+        return require("wecom.emulator.launcher").user_line() .. "\n" .. conf
+      end))
+      example.base_url = ("http://127.0.0.1:%d"):format(example.port)
+    end)
+
+    teardown(function() example:stop() end)
+
+    local function get(path)
+      local status, body = http:request("GET", example.base_url .. path)
+      return status, cjson.decode(body)
+    end
+
+    it("lists a calendar's schedules as JSON, a page at a time", function()
+      emu:seed(cal_id, 150)
+      local status, page = get("/schedules?limit=100&cal_id=" .. cal_id)
+      assert.equal(200, status)
+      assert.equal(100, #page.schedules)
+      assert.equal("seeded schedule 1", page.schedules[1].summary)
+      assert.equal(100, page.next_offset)
+      status, page = get("/schedules?limit=100&offset=100&cal_id=" .. cal_id)
+      assert.equal(200, status)
+      assert.equal(50, #page.schedules)
+      local body
+      status, body = http:request("GET", example.base_url .. "/schedules?offset=150&cal_id=" .. cal_id)
+      assert.equal(200, status)
+      assert.truthy(body:find('"schedules":[]', 1, true), body)
+    end)
+
+    it("answers errors as JSON: 400 for bad input, 502 for WeCom's", function()
+      local status, res = get("/schedules")
+      assert.equal(400, status)
+      assert.equal("validation", res.error.kind)
+      status, res = get("/schedules?cal_id=no-such-calendar")
+      assert.equal(502, status)
+      assert.equal(90457, res.error.errcode)
+    end)
+  end)
+end)

@@ -1,0 +1,66 @@
+-- Handlers of the nginx that the OpenResty specs start (2 workers): each
+-- request makes one call through a client of this worker and answers what
+-- happened as JSON. Runs inside nginx; spec/support/openresty.lua starts it.
+local cjson = require("cjson")
+local wecom = require("wecom")
+
+local M = {}
+
+local conf
+local clients = {}
+
+function M.init(c) conf = c end
+
+-- Clients by kind, made once per worker: "shared" (tokens in the shared
+-- dict), "memory" (the default cache), "curl" (forced libcurl), "tls".
+local function client(kind)
+  if not clients[kind] then
+    local o = {
+      corpid = conf.corpid, corpsecret = conf.corpsecret, base_url = conf.base_url,
+      retry_base_delay = 0.01, retry_max_delay = 0.05, timeout = 10,
+    }
+    if kind == "shared" then o.token_cache = ngx.shared.wecom_tokens end
+    if kind == "curl" then o.transport = "curl" end
+    if kind == "tls" then
+      o.base_url = conf.tls_url
+      o.max_retries = 0
+    end
+    clients[kind] = assert(wecom.new(o))
+  end
+  return clients[kind]
+end
+
+local function describe_error(err)
+  if not err then return nil end
+  return { kind = err.kind, reason = err.reason, errcode = err.errcode, message = err.message }
+end
+
+-- In init_worker there are no cosockets: the client must use libcurl.
+function M.init_worker()
+  local c = client("memory")
+  local _, err = c:calendar_get{ cal_id_list = { "probe-from-init-worker" } }
+  ngx.shared.test_stats:set("init_worker", cjson.encode{
+    transport = c:transport_name(), errcode = err and err.errcode,
+  })
+end
+
+function M.handle()
+  local args = ngx.req.get_uri_args()
+  local uri = ngx.var.uri
+  local out = { pid = ngx.worker.pid() }
+  if uri == "/init_worker" then
+    out.result = cjson.decode(ngx.shared.test_stats:get("init_worker") or "null")
+  elseif uri == "/flush" then
+    ngx.shared.wecom_tokens:flush_all()
+  else
+    local c = client(uri:find("^/tls") and "tls" or (args.client or "shared"))
+    out.transport = c:transport_name()
+    local res, err = c:calendar_get{ cal_id_list = { args.cal_id or "none" } }
+    out.ok = res ~= nil
+    out.err = describe_error(err)
+  end
+  ngx.header["Content-Type"] = "application/json"
+  ngx.say(cjson.encode(out))
+end
+
+return M

@@ -1,0 +1,46 @@
+-- Starts an nginx with the Lua module (2 workers) whose handlers use the
+-- library (spec/support/ngx_app.lua) against an emulator.
+local launcher = require("wecom.emulator.launcher")
+
+local M = {}
+
+local function cwd()
+  local p = io.popen("pwd")
+  local d = p:read("*l")
+  p:close()
+  return d
+end
+
+-- opts: emu (from support.emulator, with tls_url when it has TLS), ca (a CA
+-- bundle that /tls_trusted trusts), workers (default 2).
+function M.start(opts)
+  local root = cwd()
+  local conf = ("{ base_url = %q, tls_url = %q, corpid = %q, corpsecret = %q }"):format(
+    opts.emu.base_url, opts.emu.tls_url or "", opts.emu.corpid, opts.emu.corpsecret)
+  local started, err = launcher.start_nginx({ port = 0 }, function(dir, port)
+    return launcher.conf_head(dir, opts.workers or 2) .. ([[
+http {
+%s
+  lua_package_cpath "%s/build/luajit/?.so;;";
+  lua_shared_dict wecom_tokens 1m;
+  lua_shared_dict test_stats 1m;
+  init_by_lua_block { require("support.ngx_app").init(%s) }
+  init_worker_by_lua_block { require("support.ngx_app").init_worker() }
+  server {
+    listen 127.0.0.1:%d reuseport;
+    location / { content_by_lua_block { require("support.ngx_app").handle() } }
+    location /tls_trusted {
+      lua_ssl_trusted_certificate %s;
+      content_by_lua_block { require("support.ngx_app").handle() }
+    }
+    location /tls_untrusted { content_by_lua_block { require("support.ngx_app").handle() } }
+  }
+}
+]]):format(launcher.http_common(dir, root .. "/spec/?.lua;"), root, conf, port, opts.ca or "/dev/null")
+  end)
+  assert(started, err)
+  started.base_url = ("http://127.0.0.1:%d"):format(started.port)
+  return started
+end
+
+return M
