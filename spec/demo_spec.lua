@@ -1,5 +1,6 @@
 -- examples/demo.lua runs against the emulator and says what the README shows.
 local emulator = require("support.emulator")
+local shell = require("support.shell")
 
 describe("examples/demo.lua", function()
   local emu
@@ -7,12 +8,9 @@ describe("examples/demo.lua", function()
   teardown(function() emu:stop() end)
 
   local function run(env)
-    local cmd = ("env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 %s LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='%s' %s %s")
-      :format(env, package.cpath, arg and arg[-1] or "lua", "examples/demo.lua 2>&1; echo rc=$?")
-    local p = io.popen(cmd)
-    local out = p:read("*a")
-    p:close()
-    return out, tonumber(out:match("rc=(%d+)%s*$"))
+    local rc, out = shell.run(("%s %s %s examples/demo.lua"):format(
+      shell.lua_env("lua/?.lua;lua/?/init.lua;;", package.cpath), env, shell.lua))
+    return out, rc
   end
 
   it("walks the calendar from creation to deletion", function()

@@ -300,13 +300,9 @@ describe("emulator", function()
   end)
 
   describe("bin/wecom-emulator", function()
-    local lua = arg and arg[-1] or "lua"
-
     local function run(args)
-      local p = io.popen(lua .. " bin/wecom-emulator " .. args .. " 2>&1; echo \"rc=$?\"")
-      local out = p:read("*a")
-      p:close()
-      return out, tonumber(out:match("rc=(%d+)%s*$"))
+      local rc, out = require("support.shell").run(require("support.shell").lua .. " bin/wecom-emulator " .. args)
+      return out, rc
     end
 
     it("starts on a free port, reports status, and stops", function()

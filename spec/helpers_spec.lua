@@ -79,10 +79,9 @@ describe("helpers", function()
         print("offset " .. cursor.offset)
       ]]):format(emu.corpid, emu.corpsecret, emu.base_url, cal_id, saved))
       f:close()
-      local p = io.popen(("env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 LUA_PATH=%q LUA_CPATH=%q %s %s 2>&1"):format(
-        package.path, package.cpath, arg and arg[-1] or "lua", script))
-      local out = p:read("*a")
-      p:close()
+      local shell = require("support.shell")
+      local rc, out = shell.run(("%s %s %s"):format(shell.lua_env(package.path, package.cpath), shell.lua, script))
+      assert.equal(0, rc, out)
       os.remove(script)
       local expect = table.concat(expected("added later", 1, 7), "\n") .. "\noffset 1507\n"
       assert.equal(expect, out)

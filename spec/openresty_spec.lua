@@ -135,7 +135,7 @@ describe("OpenResty", function()
       local f = assert(io.open("examples/nginx.conf"))
       local text = f:read("*a")
       f:close()
-      local root = io.popen("pwd"):read("*l")
+      local root = require("support.shell").cwd()
       example = assert(require("wecom.emulator.launcher").start_nginx({
         port = 0,
         env = { WECOM_BASE_URL = emu.base_url, WECOM_CORPID = emu.corpid, WECOM_CORPSECRET = emu.corpsecret },

@@ -2,19 +2,13 @@
 -- this spec, into a temporary tree: the installed rock alone (no checkout
 -- paths) must load, talk to the emulator, and run its wecom-emulator script.
 local emulator = require("support.emulator")
+local shell = require("support.shell")
 
-local function sh(cmd)
-  local p = io.popen("(" .. cmd .. ") 2>&1; echo \"rc=$?\"")
-  local out = p:read("*a")
-  p:close()
-  return tonumber(out:match("rc=(%d+)%s*$")), out
-end
-
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local sh, q = shell.run, shell.quote
 
 describe("rockspec", function()
   local emu, tmp, tree, env
-  local interpreter = arg and arg[-1] or "lua"
+  local interpreter = shell.lua
   local version = jit and "5.1" or _VERSION:match("%d+%.%d+")
 
   setup(function()
@@ -23,9 +17,8 @@ describe("rockspec", function()
     os.remove(tmp)
     tree = tmp .. "/tree"
     assert.equal(0, (sh(("mkdir -p %s/src && cp -r csrc lua bin rockspec %s/src/"):format(q(tmp), q(tmp)))))
-    env = ("env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 LUA_PATH=%s LUA_CPATH=%s"):format(
-      q(("%s/share/lua/%s/?.lua;%s/share/lua/%s/?/init.lua;;"):format(tree, version, tree, version)),
-      q(("%s/lib/lua/%s/?.so;;"):format(tree, version)))
+    env = shell.lua_env(("%s/share/lua/%s/?.lua;%s/share/lua/%s/?/init.lua;;"):format(tree, version, tree, version),
+      ("%s/lib/lua/%s/?.so;;"):format(tree, version))
   end)
 
   teardown(function()

@@ -51,22 +51,9 @@ describe("schedules", function()
     return add(f)
   end
 
-  -- refused before anything is sent, naming the field
-  local function refused(method, body, field, text)
-    local before = emu:stats().calls
-    local res, err = client[method](client, body)
-    assert.is_nil(res)
-    assert.equal("validation", err.kind)
-    assert.equal(field, err.field)
-    if text then assert.truthy(err.message:find(text, 1, true), err.message) end
-    assert.same(before, emu:stats().calls)
-  end
+  local function refused(...) emu:refused(client, ...) end
 
-  local function accepted(method, body)
-    local res, err = client[method](client, body)
-    assert.is_nil(err)
-    return res
-  end
+  local function accepted(...) return emu:accepted(client, ...) end
 
   describe("schemas", function()
     it("are rows of the endpoint table with their idempotency", function()

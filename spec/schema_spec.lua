@@ -32,22 +32,10 @@ describe("request schemas", function()
     return c
   end
 
-  -- The body is refused with this field (false: any) and message text;
-  -- nothing is sent.
-  local function refused(method, body, field, text)
-    local before = emu:stats().calls
-    local res, err = client[method](client, body)
-    assert.is_nil(res)
-    assert.equal("validation", err.kind)
-    if field ~= false then assert.equal(field, err.field) end
-    if text then assert.truthy(err.message:find(text, 1, true), err.message) end
-    assert.same(before, emu:stats().calls)
-    return err
-  end
+  local function refused(...) return emu:refused(client, ...) end
 
-  local function accepted(method, body)
-    local res, err = client[method](client, body)
-    assert.is_nil(err)
+  local function accepted(...)
+    local res = emu:accepted(client, ...)
     assert.equal(0, res.errcode)
     return res
   end

@@ -9,25 +9,52 @@ local errors = require("wecom.errors")
 
 local M = {}
 
--- Returned by calendar/get but refused by calendar/update.
-local IMMUTABLE = { organizer = true, is_public = true, is_corp_calendar = true }
-
 M.MAX_SHARES = 2000
 
--- Reads a calendar and returns it as the `calendar` of an update that
--- keeps every field, or nil, err.
-local function read(client, cal_id)
-  local res, err = client:calendar_get{ cal_id_list = { cal_id } }
+-- How to read one calendar or schedule, and which of the fields a read
+-- returns an update refuses (or ignores).
+local KINDS = {
+  calendar = {
+    get = "calendar_get", list = "cal_id_list", reply = "calendar_list", id = "cal_id",
+    path = "oa/calendar/get",
+    refused = { organizer = true, is_public = true, is_corp_calendar = true },
+  },
+  schedule = {
+    get = "schedule_get", list = "schedule_id_list", reply = "schedule_list", id = "schedule_id",
+    path = "oa/schedule/get",
+    refused = { cal_id = true, organizer = true, status = true, sequence = true },
+  },
+}
+
+-- Reads one calendar or schedule; returns a copy without the fields an
+-- update refuses, and the item as read, or nil, err.
+local function read_one(client, kind, id)
+  local k = KINDS[kind]
+  local res, err = client[k.get](client, { [k.list] = { id } })
   if not res then return nil, err end
-  local cal = res.calendar_list and res.calendar_list[1]
-  if type(cal) ~= "table" or cal.cal_id ~= cal_id then
-    return nil, errors.decode("oa/calendar/get", "the reply does not hold calendar " .. cal_id, 200, true)
+  local item = res[k.reply] and res[k.reply][1]
+  if type(item) ~= "table" or item[k.id] ~= id then
+    return nil, errors.decode(k.path, ("the reply does not hold %s %s"):format(kind, id), 200, true)
   end
   local body = {}
-  for k, v in pairs(cal) do
-    if not IMMUTABLE[k] then body[k] = v end
+  for f, v in pairs(item) do
+    if not k.refused[f] then body[f] = v end
   end
-  return body
+  return body, item
+end
+
+local function read(client, cal_id) return read_one(client, "calendar", cal_id) end
+
+-- `changes` must name fields, and none an update refuses; nil when fine.
+local function check_changes(helper, kind, id, changes)
+  local k = KINDS[kind]
+  if type(changes) ~= "table" then return errors.validation(helper, "changes", "expected a table") end
+  for f, v in pairs(changes) do
+    if type(f) ~= "string" then return errors.validation(helper, "changes", "expected field names as keys") end
+    if k.refused[f] then return errors.validation(helper, "changes." .. f, "can't be updated") end
+    if f == k.id and v ~= id then return errors.validation(helper, "changes." .. f, "can't be changed") end
+  end
+  return nil
 end
 
 -- Writes it back. Unless public_range is being changed, it is not sent and
@@ -44,27 +71,14 @@ end
 -- client:calendar_patch(cal_id, changes) -> update reply | nil, err
 function M.calendar_patch(client, cal_id, changes)
   local helper = "calendar_patch"
-  local err = args.id(helper, "cal_id", cal_id)
+  local err = args.id(helper, "cal_id", cal_id) or check_changes(helper, "calendar", cal_id, changes)
   if err then return nil, err end
-  if type(changes) ~= "table" then return nil, errors.validation(helper, "changes", "expected a table") end
-  for k, v in pairs(changes) do
-    if type(k) ~= "string" then
-      return nil, errors.validation(helper, "changes", "expected field names as keys")
-    end
-    if IMMUTABLE[k] then return nil, errors.validation(helper, "changes." .. k, "can't be updated") end
-    if k == "cal_id" and v ~= cal_id then
-      return nil, errors.validation(helper, "changes.cal_id", "can't be changed")
-    end
-  end
   local body
   body, err = read(client, cal_id)
   if not body then return nil, err end
   for k, v in pairs(changes) do body[k] = v end
   return write(client, body, changes.public_range == nil)
 end
-
--- Returned by schedule/get but refused (or ignored) by schedule/update.
-local SCHEDULE_READONLY = { cal_id = true, organizer = true, status = true, sequence = true }
 
 local OP_OPTIONS = { op_mode = true, op_start_time = true }
 
@@ -79,18 +93,9 @@ local OP_OPTIONS = { op_mode = true, op_start_time = true }
 -- makes it a single schedule).
 function M.schedule_patch(client, schedule_id, changes, opts)
   local helper = "schedule_patch"
-  local err = args.id(helper, "schedule_id", schedule_id) or args.options(helper, opts, OP_OPTIONS)
+  local err = args.id(helper, "schedule_id", schedule_id) or args.options(helper, opts, OP_OPTIONS) or
+    check_changes(helper, "schedule", schedule_id, changes)
   if err then return nil, err end
-  if type(changes) ~= "table" then return nil, errors.validation(helper, "changes", "expected a table") end
-  for k, v in pairs(changes) do
-    if type(k) ~= "string" then
-      return nil, errors.validation(helper, "changes", "expected field names as keys")
-    end
-    if SCHEDULE_READONLY[k] then return nil, errors.validation(helper, "changes." .. k, "can't be updated") end
-    if k == "schedule_id" and v ~= schedule_id then
-      return nil, errors.validation(helper, "changes.schedule_id", "can't be changed")
-    end
-  end
   opts = opts or {}
   local mode = opts.op_mode or 0
   err = args.integer(helper, "opts.op_mode", mode, 0, 2)
@@ -100,17 +105,8 @@ function M.schedule_patch(client, schedule_id, changes, opts)
     if err then return nil, err end
   end
 
-  local res
-  res, err = client:schedule_get{ schedule_id_list = { schedule_id } }
-  if not res then return nil, err end
-  local old = res.schedule_list and res.schedule_list[1]
-  if type(old) ~= "table" or old.schedule_id ~= schedule_id then
-    return nil, errors.decode("oa/schedule/get", "the reply does not hold schedule " .. schedule_id, 200, true)
-  end
-  local body = {}
-  for k, v in pairs(old) do
-    if not SCHEDULE_READONLY[k] then body[k] = v end
-  end
+  local body, old = read_one(client, "schedule", schedule_id)
+  if not body then return nil, old end
   local reminders = {}
   for k, v in pairs(type(old.reminders) == "table" and old.reminders or {}) do
     if k ~= "exclude_time_list" then reminders[k] = v end

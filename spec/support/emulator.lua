@@ -88,6 +88,28 @@ function Emu:expire_tokens() return self:control("tokens", { action = "expire" }
 
 function Emu:invalidate_tokens() return self:control("tokens", { action = "invalidate" }) end
 
+local luassert = require("luassert")
+
+-- Asserts that client:method(body) is refused before anything is sent, with
+-- a validation error naming `field` (false: any) and containing `text`.
+function Emu:refused(client, method, body, field, text)
+  local before = self:stats().calls
+  local res, err = client[method](client, body)
+  luassert.is_nil(res)
+  luassert.equal("validation", err.kind)
+  if field ~= false then luassert.equal(field, err.field) end
+  if text then luassert.truthy(err.message:find(text, 1, true), err.message) end
+  luassert.same(before, self:stats().calls)
+  return err
+end
+
+-- Asserts that client:method(body) succeeds; returns the reply.
+function Emu.accepted(_, client, method, body)
+  local res, err = client[method](client, body)
+  luassert.is_nil(err)
+  return res
+end
+
 -- A client of this emulator with fast retries and its own token cache, so
 -- counts of gettoken calls are not shared between tests.
 function Emu:client(opts)

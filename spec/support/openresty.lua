@@ -1,20 +1,14 @@
 -- Starts an nginx with the Lua module (2 workers) whose handlers use the
 -- library (spec/support/ngx_app.lua) against an emulator.
 local launcher = require("wecom.emulator.launcher")
+local shell = require("support.shell")
 
 local M = {}
-
-local function cwd()
-  local p = io.popen("pwd")
-  local d = p:read("*l")
-  p:close()
-  return d
-end
 
 -- opts: emu (from support.emulator, with tls_url when it has TLS), ca (a CA
 -- bundle that /tls_trusted trusts), workers (default 2).
 function M.start(opts)
-  local root = cwd()
+  local root = shell.cwd()
   local conf = ("{ base_url = %q, tls_url = %q, corpid = %q, corpsecret = %q }"):format(
     opts.emu.base_url, opts.emu.tls_url or "", opts.emu.corpid, opts.emu.corpsecret)
   local started, err = launcher.start_nginx({ port = 0 }, function(dir, port)

@@ -1,20 +1,15 @@
 -- A test CA and a server certificate for 127.0.0.1, made at test time with
 -- the openssl command.
-local M = {}
+local shell = require("support.shell")
 
-local function sh(cmd)
-  local p = io.popen("(" .. cmd .. ") 2>&1; echo \"rc=$?\"")
-  local out = p:read("*a")
-  p:close()
-  return tonumber(out:match("rc=(%d+)%s*$")), out
-end
+local M = {}
 
 -- Returns {dir, ca, cert, key} (paths); remove() deletes them.
 function M.make()
   local dir = os.tmpname()
   os.remove(dir)
   local ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
-  local rc, out = sh(table.concat({
+  local rc, out = shell.run(table.concat({
     "mkdir -p " .. dir, "cd " .. dir,
     "openssl req -x509 " .. ec .. " -keyout ca.key -out ca.pem -days 2 -subj '/CN=wecom test CA'" ..
       " -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign",

@@ -84,11 +84,7 @@ local function accept_shares(shares)
   return kept, failed
 end
 
-local function copy_list(v)
-  local out = json.array()
-  for i, x in ipairs(absent(v) and {} or v) do out[i] = x end
-  return out
-end
+local copy_list = check.copy_list
 
 local function copy_range(r)
   if absent(r) then return nil end
@@ -165,15 +161,8 @@ end
 local function get(body)
   local ids = body.cal_id_list
   if not check.list(ids, 1000) or #ids == 0 then return nil, INVALID, "cal_id_list: 1..1000 ids" end
-  local list, seen = json.array(), {}
-  for _, id in ipairs(ids) do
-    local cal, code, msg = find(id)
-    if not cal then return nil, code, msg end
-    if not seen[id] then
-      seen[id] = true
-      list[#list + 1] = cal
-    end
-  end
+  local list, code, msg = check.lookup(ids, find)
+  if not list then return nil, code, msg end
   return { calendar_list = list }
 end
 

@@ -1,6 +1,7 @@
 -- Server-side checks of the emulator: small predicates over decoded JSON,
 -- so handlers can answer with WeCom's error codes.
 local cjson = require("cjson")
+local json = require("wecom.emulator.json")
 
 local M = {}
 
@@ -47,6 +48,28 @@ function M.one_of(v, set)
     if v == x then return true end
   end
   return false
+end
+
+-- A stored copy of a request's list (absent: empty), sent back as [].
+function M.copy_list(v)
+  local out = json.array()
+  for i, x in ipairs(M.absent(v) and {} or v) do out[i] = x end
+  return out
+end
+
+-- The items of a get request's ids, each once, in request order:
+-- find(id) -> item | nil, errcode, errmsg (the first failure fails all).
+function M.lookup(ids, find, view)
+  local list, seen = json.array(), {}
+  for _, id in ipairs(ids) do
+    local item, code, msg = find(id)
+    if not item then return nil, code, msg end
+    if not seen[id] then
+      seen[id] = true
+      list[#list + 1] = view and view(item) or item
+    end
+  end
+  return list
 end
 
 return M

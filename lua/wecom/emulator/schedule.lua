@@ -113,11 +113,7 @@ end
 ---------------------------------------------------------------------------
 -- stored form
 
-local function copy_list(v)
-  local out = json.array()
-  for i, x in ipairs(absent(v) and {} or v) do out[i] = x end
-  return out
-end
+local copy_list = check.copy_list
 
 local function copy_attendees(list)
   local out = json.array()
@@ -291,15 +287,8 @@ end
 local function get(body)
   local ids = body.schedule_id_list
   if not check.list(ids, 1000) or #ids == 0 then return nil, INVALID, "schedule_id_list: 1..1000 ids" end
-  local list, seen = json.array(), {}
-  for _, id in ipairs(ids) do
-    local s, code, msg = find(id, true)
-    if not s then return nil, code, msg end
-    if not seen[id] then
-      seen[id] = true
-      list[#list + 1] = view(s)
-    end
-  end
+  local list, code, msg = check.lookup(ids, function(id) return find(id, true) end, view)
+  if not list then return nil, code, msg end
   return { schedule_list = list }
 end
 
