@@ -18,7 +18,8 @@ CURL_LIBS ?= -lcurl
 SRCS = $(wildcard csrc/*.c)
 HDRS = $(wildcard csrc/*.h)
 
-BUILD = build/$(LUA)
+BUILD_DIR ?= build/$(LUA)
+BUILD = $(BUILD_DIR)
 CORE = $(BUILD)/wecom/core.so
 
 # What the demo and the tests need on Debian bookworm.
@@ -28,7 +29,8 @@ PACKAGES = gcc libc6-dev make lua5.1 liblua5.1-0-dev lua5.4 liblua5.4-dev luajit
 
 EMULATOR_PORT ?= 18080
 
-.PHONY: all build deps test test-one demo emulator emulator-stop lint clean
+.PHONY: all build deps test test-one demo emulator emulator-stop lint clean check check-deps werror \
+	cppcheck asan valgrind fuzz fuzz-build
 
 all: build
 
@@ -97,6 +99,76 @@ emulator-stop:
 
 lint:
 	luacheck -q --no-color lua spec examples bin/wecom-emulator
+
+# ---- make check: static checks, sanitizers, valgrind, a short fuzz run ----
+
+CHECK_PACKAGES = valgrind cppcheck clang libclang-rt-14-dev
+CHECK_STEPS = werror cppcheck lint asan valgrind fuzz-smoke
+# specs that exercise the C core in this process (the others spawn programs)
+VALGRIND_SPECS = spec/core_spec.lua spec/schema_spec.lua spec/client_spec.lua spec/helpers_spec.lua \
+	spec/schedule_spec.lua spec/reliability_spec.lua spec/fuzz_spec.lua
+ASAN_SPECS = $(VALGRIND_SPECS) spec/emulator_spec.lua spec/demo_spec.lua spec/openresty_spec.lua
+FUZZ_SECONDS ?= 60
+LUA_CHECK = lua5.4
+
+check-deps:
+	@$(MAKE) --no-print-directory deps PACKAGES="$(CHECK_PACKAGES)"
+
+# Every step runs; the last line is "N passed, N failed" over the steps.
+check: deps check-deps
+	@passed=0; failed=0; \
+	for step in $(CHECK_STEPS); do \
+		echo "== check: $$step"; \
+		if $(MAKE) --no-print-directory $$step; then passed=$$((passed + 1)); echo "== $$step: ok"; \
+		else failed=$$((failed + 1)); echo "== $$step: FAILED"; fi; \
+	done; \
+	echo "$$passed passed, $$failed failed"; \
+	[ $$failed -eq 0 ]
+
+# -Wall -Wextra -Werror with gcc for every Lua, and with clang for one.
+werror:
+	@for l in $(LUAS); do $(MAKE) --no-print-directory -B build LUA=$$l BUILD_DIR=build/werror/$$l \
+		EXTRA_CFLAGS=-Werror >/dev/null || exit 1; done
+	@clang -std=gnu99 -Wall -Wextra -Werror -fPIC -fvisibility=hidden -I/usr/include/lua5.4 -shared \
+		-o build/werror/clang-core.so $(SRCS) $(CURL_LIBS)
+	@echo "C compiles without warnings (gcc: $(LUAS); clang: lua5.4)"
+
+cppcheck:
+	cppcheck --enable=warning,style,performance,portability --std=c99 --error-exitcode=1 \
+		--inline-suppr --suppress=missingIncludeSystem --quiet -I csrc $(SRCS) fuzz/fuzz_codec.c
+
+# The suite with the core built with -fsanitize=address,undefined: the
+# interpreter is not instrumented, so the ASan runtime is preloaded.
+asan:
+	@$(MAKE) --no-print-directory -B build LUA=$(LUA_CHECK) BUILD_DIR=build/asan \
+		CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all"
+	@$(MAKE) --no-print-directory build LUA=luajit >/dev/null
+	env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 WECOM_CORE_DIR=build/asan \
+		LD_PRELOAD="$$(gcc -print-file-name=libasan.so)" \
+		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		$(LUA_CHECK) /usr/bin/busted -o utfTerminal $(ASAN_SPECS)
+
+# The same specs under valgrind: no errors, no definite leaks.
+valgrind: build
+	@$(MAKE) --no-print-directory build LUA=$(LUA_CHECK) >/dev/null
+	env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 WECOM_FUZZ_CASES=600 \
+		valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99 \
+		--trace-children=no $(LUA_CHECK) /usr/bin/busted -o utfTerminal $(VALGRIND_SPECS)
+
+# libFuzzer on the C encoder and decoder: `make fuzz FUZZ_SECONDS=600`.
+FUZZ_BIN = build/fuzz/fuzz_codec
+fuzz-build:
+	@mkdir -p build/fuzz/corpus
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Wall -Wextra \
+		-I/usr/include/lua5.4 -Icsrc fuzz/fuzz_codec.c $(SRCS) -o $(FUZZ_BIN) -llua5.4 $(CURL_LIBS) -lm
+	@cp -n fuzz/seeds/* build/fuzz/corpus/ 2>/dev/null || true
+
+fuzz: check-deps fuzz-build
+	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+		-artifact_prefix=build/fuzz/ build/fuzz/corpus
+
+fuzz-smoke:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20
 
 clean:
 	rm -rf build csrc/*.o *.so

@@ -323,7 +323,7 @@ static int encode_object(wc_enc *e, const wc_field *f, int idx) {
     lua_State *L = e->L;
     const wc_field *fields = f ? f->fields : NULL;
     uint64_t seen = 0;
-    int first = 1, i;
+    int first = 1;
     if (!put_char(e, '{')) return 0;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
@@ -357,6 +357,7 @@ static int encode_object(wc_enc *e, const wc_field *f, int idx) {
     }
     if (!put_char(e, '}')) return 0;
     if (fields != NULL) {
+        int i;
         for (i = 0; fields[i].name != NULL; i++) {
             if ((fields[i].flags & WC_REQUIRED) && !(seen & ((uint64_t)1 << i))) {
                 wc_enc_push_key(e, fields[i].name);

@@ -122,7 +122,6 @@ int wc_session_new(lua_State *L) {
     long timeout, connect_timeout;
     const char *ca_file, *user_agent;
     curl_off_t max_bytes = 64 * 1024 * 1024;
-    struct curl_slist *h;
     if (lua_isnoneornil(L, 1)) {
         lua_settop(L, 0);
         lua_newtable(L);
@@ -150,11 +149,11 @@ int wc_session_new(lua_State *L) {
     tr->max_bytes = max_bytes;
     tr->easy = curl_easy_init();
     if (tr->easy == NULL) return luaL_error(L, "curl_easy_init failed");
-    h = curl_slist_append(NULL, "Content-Type: application/json; charset=utf-8");
-    if (h != NULL) s->post_headers = h;
-    if (h != NULL) h = curl_slist_append(s->post_headers, "Expect:");
-    if (h != NULL) h = curl_slist_append(s->post_headers, "Accept: application/json");
-    if (h == NULL) return luaL_error(L, "out of memory");
+    /* appending to a list returns its head, or NULL leaving the list as it was */
+    s->post_headers = curl_slist_append(NULL, "Content-Type: application/json; charset=utf-8");
+    if (s->post_headers == NULL || curl_slist_append(s->post_headers, "Expect:") == NULL ||
+        curl_slist_append(s->post_headers, "Accept: application/json") == NULL)
+        return luaL_error(L, "out of memory");
 
     SETOPT(tr->easy, CURLOPT_NOSIGNAL, 1L);
     SETOPT(tr->easy, CURLOPT_WRITEFUNCTION, on_write);

@@ -119,13 +119,38 @@ describe("OpenResty", function()
     assert.equal("ngx", trusted.transport)
   end)
 
-  it("verifies TLS from plain Lua too: refused without ca_file, works with it", function()
-    local plain = emu:client{ base_url = emu.tls_url, max_retries = 0 }
-    local res, err = plain:calendar_get{ cal_id_list = { cal_id } }
-    assert.is_nil(res)
-    assert.equal("tls", err.reason)
-    local trusting = emu:client{ base_url = emu.tls_url, ca_file = certs.ca }
-    assert(trusting:calendar_get{ cal_id_list = { cal_id } })
+  it("meets hostile replies over cosockets with the right errors, in time", function()
+    local function call(fault)
+      emu:clear_faults()
+      if fault then
+        fault.path, fault.times = "oa/calendar/get", -1
+        emu:fault(fault)
+      end
+      local t0 = core.monotime()
+      local reply = fire(1, "/calendar?client=hostile&cal_id=" .. cal_id)[1]
+      return reply, core.monotime() - t0
+    end
+    assert.is_true(call().ok) -- token fetched, connection pooled
+    local cases = {
+      { { malformed = true }, "decode" },
+      { { status = 502 }, "http" },
+      { { short_body = true }, "transport", "partial" },
+      { { close = true }, "transport", "empty" },
+      { { hang = 5 }, "transport", "timeout" },
+      { { huge_bytes = 300 * 1000 * 1000 }, "transport", "too_large" },
+      { { huge_bytes = 300 * 1000 * 1000, chunked = true }, "transport", "too_large" },
+      { { truncated = true }, "decode" },
+    }
+    for _, case in ipairs(cases) do
+      local reply, took = call(case[1])
+      assert.is_false(reply.ok, cjson.encode(case[1]))
+      assert.equal(case[2], reply.err.kind, cjson.encode(case[1]) .. " " .. reply.err.message)
+      if case[3] then assert.equal(case[3], reply.err.reason, reply.err.message) end
+      assert.is_true(took < 3, ("%s took %.2f s"):format(cjson.encode(case[1]), took))
+      assert.is_true(call().ok, "not usable after " .. cjson.encode(case[1]))
+    end
+    local refused = fire(1, "/calendar?client=refused&cal_id=" .. cal_id)[1]
+    assert.equal("connect", refused.err.reason)
   end)
 
   describe("examples/nginx.conf", function()

@@ -12,7 +12,8 @@ local clients = {}
 function M.init(c) conf = c end
 
 -- Clients by kind, made once per worker: "shared" (tokens in the shared
--- dict), "memory" (the default cache), "curl" (forced libcurl), "tls".
+-- dict), "memory" (the default cache), "curl" (forced libcurl), "tls",
+-- "hostile" (1 s timeout, 1 MiB cap, no retries), "refused" (a closed port).
 local function client(kind)
   if not clients[kind] then
     local o = {
@@ -25,6 +26,10 @@ local function client(kind)
       o.base_url = conf.tls_url
       o.max_retries = 0
     end
+    if kind == "hostile" or kind == "refused" then
+      o.timeout, o.max_retries, o.max_response_bytes = 1, 0, 1024 * 1024
+    end
+    if kind == "refused" then o.base_url = "http://127.0.0.1:1" end
     clients[kind] = assert(wecom.new(o))
   end
   return clients[kind]

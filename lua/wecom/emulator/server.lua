@@ -54,11 +54,12 @@ end
 local HTML_502 = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n" ..
   "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
 
--- Streams `n` bytes of a syntactically endless JSON reply, for size caps.
-local function send_huge(n)
+-- Streams `n` bytes of a syntactically endless JSON reply, for size caps:
+-- announced by Content-Length, or (chunked) discovered only while reading.
+local function send_huge(n, chunked)
   ngx.status = 200
   ngx.header["Content-Type"] = "application/json; charset=utf-8"
-  ngx.header["Content-Length"] = n
+  if not chunked then ngx.header["Content-Length"] = n end
   local chunk = string.rep("0", 65536)
   ngx.print('{"errcode":0,"pad":"')
   local sent = 20
@@ -72,9 +73,20 @@ local function send_huge(n)
   return ngx.exit(200)
 end
 
+-- A hostile server echoes credentials: {access_token} and {corpsecret} in a
+-- fault's body or errmsg become the request's own.
+local function echo(text)
+  if not text then return nil end
+  local args = ngx.req.get_uri_args()
+  local function value(v) return type(v) == "string" and v or "" end
+  return (text:gsub("{access_token}", function() return value(args.access_token) end)
+              :gsub("{corpsecret}", function() return value(args.corpsecret) end))
+end
+
 -- Applies what must happen before the request is handled. Returns true
 -- when the fault produced the whole reply.
 local function pre_fault(f)
+  f.body, f.errmsg = echo(f.body), echo(f.errmsg)
   if f.latency_ms then ngx.sleep(f.latency_ms / 1000) end
   if f.expire_tokens then state.expire_tokens() end
   if f.invalidate_tokens then state.invalidate_tokens() end
@@ -98,7 +110,7 @@ local function pre_fault(f)
     ngx.flush(true)
     return true, ngx.exit(444)
   end
-  if f.huge_bytes then return true, send_huge(f.huge_bytes) end
+  if f.huge_bytes then return true, send_huge(f.huge_bytes, f.chunked) end
   if f.errcode then
     return true, api_error(f.errcode, f.errmsg or ("injected errcode " .. f.errcode))
   end

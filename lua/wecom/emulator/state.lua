@@ -2,7 +2,8 @@
 -- schedules, injected faults and call statistics. One nginx worker holds it.
 local M = {}
 
-local DEFAULTS = { corpid = "wwemulator", corpsecret = "emulator-secret", token_ttl = 7200 }
+-- token_suffix: appended to issued tokens (characters a client must escape)
+local DEFAULTS = { corpid = "wwemulator", corpsecret = "emulator-secret", token_ttl = 7200, token_suffix = "" }
 
 local function now() return ngx.now() end
 
@@ -39,7 +40,7 @@ function M.reset(config)
 end
 
 function M.configure(config)
-  for _, k in ipairs{ "corpid", "corpsecret" } do
+  for _, k in ipairs{ "corpid", "corpsecret", "token_suffix" } do
     if type(config[k]) == "string" then M.config[k] = config[k] end
   end
   if tonumber(config.token_ttl) then M.config.token_ttl = tonumber(config.token_ttl) end
@@ -55,7 +56,7 @@ end
 -- tokens
 
 function M.issue_token()
-  local token = M.random_id("", 64)
+  local token = M.random_id("", 64) .. M.config.token_suffix
   local ttl = M.config.token_ttl
   M.tokens[token] = { expires = now() + ttl }
   M.tokens_issued = M.tokens_issued + 1
@@ -85,7 +86,8 @@ end
 local FAULT_KEYS = {
   path = "string", times = "number", after = "number", latency_ms = "number", status = "number",
   body = "string", malformed = "boolean", truncated = "boolean", short_body = "boolean",
-  hang = "number", close = "boolean", huge_bytes = "number", errcode = "number", errmsg = "string",
+  hang = "number", close = "boolean", huge_bytes = "number", chunked = "boolean", errcode = "number",
+  errmsg = "string",
   expire_tokens = "boolean", invalidate_tokens = "boolean",
 }
 
