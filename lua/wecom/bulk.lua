@@ -6,12 +6,28 @@ local M = {}
 
 M.BATCH = 1000
 
--- ids: the caller's list (duplicates allowed); fetch(batch) -> records |
--- nil, err; key(record) -> its id. Returns one entry per input id (false
--- when the API did not return that id), or nil, err when a batch fails.
-function M.by_id(helper, field, ids, fetch, key)
+local OPTIONS = { concurrency = true }
+
+-- Checks opts = {concurrency = N}; returns N (default 1), or nil, err.
+function M.concurrency(helper, opts)
+  local err = args.options(helper, opts, OPTIONS)
+  if err then return nil, err end
+  local n = opts and opts.concurrency or 1
+  err = args.integer(helper, "opts.concurrency", n, 1, 64)
+  if err then return nil, err end
+  return n
+end
+
+-- Any number of ids (duplicates allowed) read with a get endpoint in
+-- batches of 1000, up to `concurrency` batches at once. Returns one entry
+-- per input id (false when the API did not return that id), or nil, err
+-- when a batch fails.
+local function by_id(client, helper, field, ids, opts, kind)
   local err = args.id_list(helper, field, ids)
   if err then return nil, err end
+  local concurrency
+  concurrency, err = M.concurrency(helper, opts)
+  if not concurrency then return nil, err end
   local unique, seen = {}, {}
   for _, id in ipairs(ids) do
     if not seen[id] then
@@ -19,35 +35,39 @@ function M.by_id(helper, field, ids, fetch, key)
       unique[#unique + 1] = id
     end
   end
-  local found = {}
+  local bodies = {}
   for first = 1, #unique, M.BATCH do
     local batch = {}
     for i = first, math.min(#unique, first + M.BATCH - 1) do batch[#batch + 1] = unique[i] end
-    local records, ferr = fetch(batch)
-    if not records then return nil, ferr end
-    for _, r in ipairs(records) do found[key(r)] = r end
+    bodies[#bodies + 1] = { [kind.list] = batch }
+  end
+  local found = {}
+  for _, r in ipairs(client:call_many(kind.get, bodies, { concurrency = concurrency })) do
+    if not r.ok then return nil, r.err end
+    for _, item in ipairs(r.result[kind.reply] or {}) do found[item[kind.id]] = item end
   end
   local out = {}
   for i, id in ipairs(ids) do out[i] = found[id] or false end
   return out
 end
 
--- client:calendars(cal_ids) -> { calendar, ... } in the order of cal_ids
-function M.calendars(client, cal_ids)
-  return M.by_id("calendars", "cal_ids", cal_ids, function(batch)
-    local res, err = client:calendar_get{ cal_id_list = batch }
-    if not res then return nil, err end
-    return res.calendar_list or {}
-  end, function(c) return c.cal_id end)
+-- How calendars and schedules are read by id.
+M.KINDS = {
+  calendar = { get = "calendar_get", list = "cal_id_list", reply = "calendar_list", id = "cal_id",
+    path = "oa/calendar/get" },
+  schedule = { get = "schedule_get", list = "schedule_id_list", reply = "schedule_list", id = "schedule_id",
+    path = "oa/schedule/get" },
+}
+local CALENDARS, SCHEDULES = M.KINDS.calendar, M.KINDS.schedule
+
+-- client:calendars(cal_ids [, {concurrency = N}]) -> { calendar, ... } in the order of cal_ids
+function M.calendars(client, cal_ids, opts)
+  return by_id(client, "calendars", "cal_ids", cal_ids, opts, CALENDARS)
 end
 
--- client:schedules(schedule_ids) -> { schedule, ... } in the order of schedule_ids
-function M.schedules(client, schedule_ids)
-  return M.by_id("schedules", "schedule_ids", schedule_ids, function(batch)
-    local res, err = client:schedule_get{ schedule_id_list = batch }
-    if not res then return nil, err end
-    return res.schedule_list or {}
-  end, function(s) return s.schedule_id end)
+-- client:schedules(schedule_ids [, {concurrency = N}]) -> { schedule, ... } in input order
+function M.schedules(client, schedule_ids, opts)
+  return by_id(client, "schedules", "schedule_ids", schedule_ids, opts, SCHEDULES)
 end
 
 M.DEL_ATTENDEES_BATCH = 300

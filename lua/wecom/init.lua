@@ -206,15 +206,41 @@ local function sleep(seconds)
   return core.sleep(seconds)
 end
 
--- One HTTP exchange: transport, status, JSON, errcode.
-local function exchange(p, endpoint, method, url, payload, idempotent)
-  if p.closed then return nil, errors.transport(endpoint, "closed", "the client is closed", idempotent) end
-  local transport = transport_of(p)
-  local ok, status, body, detail = pcall(transport.request, transport, method, url, payload)
-  if not ok then
-    return nil, errors.transport(endpoint, "error", "the transport raised: " .. tostring(status), idempotent)
+-- Sends requests through the transport of the moment; returns one reply
+-- per request: {status =, body =} or {reason =, message =}. Several go out
+-- at once (up to `concurrency`) where the transport can do that.
+local function send(p, reqs, concurrency)
+  if p.closed then
+    local replies = {}
+    for k = 1, #reqs do replies[k] = { reason = "closed", message = "the client is closed" } end
+    return replies
   end
-  if not status then return nil, errors.transport(endpoint, body or "network", detail, idempotent) end
+  local transport = transport_of(p)
+  if #reqs > 1 and concurrency > 1 and has_method(transport, "request_many") then
+    local ok, replies = pcall(transport.request_many, transport, reqs, concurrency)
+    if ok and type(replies) == "table" then return replies end
+    local broken = {}
+    for k = 1, #reqs do broken[k] = { reason = "error", message = "the transport raised: " .. tostring(replies) } end
+    return broken
+  end
+  local replies = {}
+  for k, r in ipairs(reqs) do
+    local ok, status, body, detail = pcall(transport.request, transport, r.method, r.url, r.body)
+    if not ok then
+      replies[k] = { reason = "error", message = "the transport raised: " .. tostring(status) }
+    elseif status then
+      replies[k] = { status = status, body = body }
+    else
+      replies[k] = { reason = body or "network", message = detail }
+    end
+  end
+  return replies
+end
+
+-- What one reply means: the decoded reply, or nil, err.
+local function interpret(endpoint, reply, idempotent)
+  local status, body = reply.status, reply.body
+  if not status then return nil, errors.transport(endpoint, reply.reason or "network", reply.message, idempotent) end
   if status ~= 200 then return nil, errors.http(endpoint, status, body, idempotent) end
   local res, errcode = core.decode(body)
   if not res then return nil, errors.decode(endpoint, errcode, status, idempotent) end
@@ -228,32 +254,66 @@ local function backoff(p, retry)
   return step / 2 + step / 2 * core.random()
 end
 
--- Sends one request under the retry policy. `with_token` says whether the
--- URL carries the access token (everything but gettoken does).
-local function perform(p, endpoint, method, base_url, payload, idempotent, with_token)
-  local attempts, retries, refreshed = 0, 0, false
-  while true do
+-- Sends n requests to one endpoint under the retry policy, up to
+-- `concurrency` at once; returns one {res} or {nil, err} per payload.
+-- payloads[i] is the body of request i (nil: a GET). `with_token` says
+-- whether the URL carries the access token (everything but gettoken does).
+-- Each request keeps its own attempts, retries and its one token refresh;
+-- a round of retries waits once, for the longest back-off among them.
+local function perform_many(p, endpoint, method, base_url, payloads, n, idempotent, with_token, concurrency)
+  local outcomes, states, pending = {}, {}, {}
+  for i = 1, n do
+    pending[i] = i
+    states[i] = { attempts = 0, retries = 0, refreshed = false }
+  end
+  while #pending > 0 do
     local url, current = base_url, nil
     if with_token then
       local err
       current, err = p.tokens:get()
-      if not current then return nil, errors.redact(err, secrets_of(p)) end
+      if not current then
+        err = errors.redact(err, secrets_of(p))
+        for _, i in ipairs(pending) do outcomes[i] = { nil, err } end
+        break
+      end
       url = base_url .. "?access_token=" .. urlescape(current)
     end
-    attempts = attempts + 1
-    local res, err = exchange(p, endpoint, method, url, payload, idempotent)
-    if res then return res end
-    local action = errors.action(err, idempotent)
-    if action == "refresh" and with_token and not refreshed and p.tokens:invalidate(current) then
-      refreshed = true
-    elseif action == "retry" and retries < p.max_retries then
-      retries = retries + 1
-      p.sleep(backoff(p, retries))
-    else
-      err.attempts = attempts
-      return nil, errors.redact(err, secrets_of(p, current))
+    local reqs = {}
+    for k, i in ipairs(pending) do reqs[k] = { method = method, url = url, body = payloads[i] } end
+    local replies = send(p, reqs, concurrency)
+    local still, wait, refreshable = {}, 0, nil
+    for k, i in ipairs(pending) do
+      local st = states[i]
+      st.attempts = st.attempts + 1
+      local res, err = interpret(endpoint, replies[k], idempotent)
+      local action = res == nil and errors.action(err, idempotent) or nil
+      if action == "refresh" and with_token and not st.refreshed and refreshable == nil then
+        refreshable = p.tokens:invalidate(current) -- once for the whole round
+      end
+      if res ~= nil then
+        outcomes[i] = { res }
+      elseif action == "refresh" and with_token and not st.refreshed and refreshable then
+        st.refreshed = true
+        still[#still + 1] = i
+      elseif action == "retry" and st.retries < p.max_retries then
+        st.retries = st.retries + 1
+        wait = math.max(wait, backoff(p, st.retries))
+        still[#still + 1] = i
+      else
+        err.attempts = st.attempts
+        outcomes[i] = { nil, errors.redact(err, secrets_of(p, current)) }
+      end
     end
+    pending = still
+    if #pending > 0 and wait > 0 then p.sleep(wait) end
   end
+  return outcomes
+end
+
+-- One request under the retry policy: res, or nil, err.
+local function perform(p, endpoint, method, base_url, payload, idempotent, with_token)
+  local outcome = perform_many(p, endpoint, method, base_url, { payload }, 1, idempotent, with_token, 1)[1]
+  return outcome[1], outcome[2]
 end
 
 -- GET /cgi-bin/gettoken -> token, expires_in | nil, err
@@ -319,9 +379,11 @@ end
 
 -- One method per row of the C endpoint table.
 local ENDPOINTS = core.endpoints()
+local BY_NAME = {}
 M.endpoints = {}
 for _, ep in ipairs(ENDPOINTS) do
   local id, name, path, idempotent = ep.id, ep.name, ep.path, ep.idempotent
+  BY_NAME[name] = ep
   M.endpoints[#M.endpoints + 1] = { name = name, path = path, idempotent = idempotent }
   Client[name] = function(self, body)
     local p = state(self, name)
@@ -348,6 +410,54 @@ function Client:call(path, body, opts)
   if not payload then return nil, errors.validation(path, field, text) end
   local idempotent = (opts and opts.idempotent) and true or false
   return perform(p, path, "POST", p.base_url .. "/cgi-bin/" .. path, payload, idempotent, true)
+end
+
+M.MAX_CONCURRENCY = 64
+
+-- client:call_many(method, bodies, {concurrency = N}) -> results
+-- Calls one endpoint method with each body, up to N requests at once (the
+-- curl multi interface, or nginx light threads in OpenResty), each under
+-- the retry policy. results[i] is {ok = true, result = res} or
+-- {ok = false, err = err}, in the order of `bodies`; a body that fails
+-- validation gets its error and is not sent, the others still are.
+function Client:call_many(method, bodies, opts)
+  local p = state(self, "call_many")
+  local ep = BY_NAME[method]
+  if not ep then
+    return nil, errors.validation("call_many", "method", "expected an endpoint method name, such as calendar_get")
+  end
+  if type(bodies) ~= "table" then return nil, errors.validation("call_many", "bodies", "expected a list of bodies") end
+  local concurrency = 1
+  if opts ~= nil then
+    if type(opts) ~= "table" then return nil, errors.validation("call_many", "opts", "expected a table") end
+    if opts.concurrency ~= nil then
+      local c = opts.concurrency
+      if type(c) ~= "number" or c ~= math.floor(c) or c < 1 or c > M.MAX_CONCURRENCY then
+        return nil, errors.validation("call_many", "opts.concurrency", "expected an integer in 1..64")
+      end
+      concurrency = c
+    end
+  end
+  local results, payloads, owners = {}, {}, {}
+  for i = 1, #bodies do
+    local payload, field, text = core.encode(ep.id, bodies[i])
+    if payload then
+      payloads[#payloads + 1] = payload
+      owners[#payloads] = i
+    else
+      results[i] = { ok = false, err = errors.validation(ep.path, field, text) }
+    end
+  end
+  local outcomes = perform_many(p, ep.path, "POST", p.base_url .. "/cgi-bin/" .. ep.path, payloads, #payloads,
+    ep.idempotent, true, concurrency)
+  for k, o in ipairs(outcomes) do
+    if o[1] ~= nil then
+      results[owners[k]] = { ok = true, result = o[1] }
+    else
+      results[owners[k]] = { ok = false, err = o[2] }
+    end
+  end
+  return results
 end
 
 -- A list for fields the schemas don't know: an empty table is otherwise

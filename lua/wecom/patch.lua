@@ -5,67 +5,69 @@
 -- WeCom has no atomic update: a write by someone else between our read and
 -- our write is overwritten. The window is one round trip.
 local args = require("wecom.args")
+local bulk = require("wecom.bulk")
 local errors = require("wecom.errors")
 
 local M = {}
 
 M.MAX_SHARES = 2000
 
--- How to read one calendar or schedule, and which of the fields a read
--- returns an update refuses (or ignores).
-local KINDS = {
-  calendar = {
-    get = "calendar_get", list = "cal_id_list", reply = "calendar_list", id = "cal_id",
-    path = "oa/calendar/get",
-    refused = { organizer = true, is_public = true, is_corp_calendar = true },
-  },
-  schedule = {
-    get = "schedule_get", list = "schedule_id_list", reply = "schedule_list", id = "schedule_id",
-    path = "oa/schedule/get",
-    refused = { cal_id = true, organizer = true, status = true, sequence = true },
-  },
+-- Fields a read returns that an update refuses (or ignores).
+local REFUSED = {
+  calendar = { organizer = true, is_public = true, is_corp_calendar = true },
+  schedule = { cal_id = true, organizer = true, status = true, sequence = true },
 }
 
--- Reads one calendar or schedule; returns a copy without the fields an
--- update refuses, and the item as read, or nil, err.
-local function read_one(client, kind, id)
-  local k = KINDS[kind]
-  local res, err = client[k.get](client, { [k.list] = { id } })
-  if not res then return nil, err end
+-- The item of a get reply, as the body of an update that keeps every field
+-- (a copy without the refused ones), and the item as read; or nil, err.
+local function updatable(kind, res, id)
+  local k = bulk.KINDS[kind]
   local item = res[k.reply] and res[k.reply][1]
   if type(item) ~= "table" or item[k.id] ~= id then
     return nil, errors.decode(k.path, ("the reply does not hold %s %s"):format(kind, id), 200, true)
   end
   local body = {}
   for f, v in pairs(item) do
-    if not k.refused[f] then body[f] = v end
+    if not REFUSED[kind][f] then body[f] = v end
   end
   return body, item
+end
+
+local function read_one(client, kind, id)
+  local k = bulk.KINDS[kind]
+  local res, err = client[k.get](client, { [k.list] = { id } })
+  if not res then return nil, err end
+  return updatable(kind, res, id)
 end
 
 local function read(client, cal_id) return read_one(client, "calendar", cal_id) end
 
 -- `changes` must name fields, and none an update refuses; nil when fine.
 local function check_changes(helper, kind, id, changes)
-  local k = KINDS[kind]
+  local id_field = bulk.KINDS[kind].id
   if type(changes) ~= "table" then return errors.validation(helper, "changes", "expected a table") end
   for f, v in pairs(changes) do
     if type(f) ~= "string" then return errors.validation(helper, "changes", "expected field names as keys") end
-    if k.refused[f] then return errors.validation(helper, "changes." .. f, "can't be updated") end
-    if f == k.id and v ~= id then return errors.validation(helper, "changes." .. f, "can't be changed") end
+    if REFUSED[kind][f] then return errors.validation(helper, "changes." .. f, "can't be updated") end
+    if f == id_field and v ~= id then return errors.validation(helper, "changes." .. f, "can't be changed") end
   end
   return nil
 end
 
--- Writes it back. Unless public_range is being changed, it is not sent and
--- WeCom is told to leave it alone (less to overwrite, less to send).
-local function write(client, calendar, keep_public_range)
+-- The update that writes a calendar back. Unless public_range is being
+-- changed, it is not sent and WeCom is told to leave it alone (less to
+-- overwrite, less to send).
+local function update_request(calendar, keep_public_range)
   local req = { calendar = calendar }
   if keep_public_range then
     calendar.public_range = nil
     req.skip_public_range = 1
   end
-  return client:calendar_update(req)
+  return req
+end
+
+local function write(client, calendar, keep_public_range)
+  return client:calendar_update(update_request(calendar, keep_public_range))
 end
 
 -- client:calendar_patch(cal_id, changes) -> update reply | nil, err
@@ -166,11 +168,10 @@ local function normalise_members(helper, members)
   return out
 end
 
--- Adds members, or changes the flags of those already there; the others and
--- the rest of the calendar are kept.
-local function share(client, helper, cal_id, members)
-  local body, err = read(client, cal_id)
-  if not body then return nil, err end
+-- Adds members to a calendar read for update, or changes the flags of
+-- those already there; the others and the rest of the calendar are kept.
+-- Returns the body, or nil, err when it would go over 2000 members.
+local function add_members(helper, cal_id, body, members)
   local shares, index = {}, {}
   for i, s in ipairs(body.shares or {}) do
     shares[i] = s
@@ -191,6 +192,13 @@ local function share(client, helper, cal_id, members)
       cal_id, #shares, M.MAX_SHARES))
   end
   body.shares = shares
+  return body
+end
+
+local function share(client, helper, cal_id, members)
+  local body, err = read(client, cal_id)
+  if body then body, err = add_members(helper, cal_id, body, members) end
+  if not body then return nil, err end
   return write(client, body, true)
 end
 
@@ -228,22 +236,41 @@ function M.unshare_calendar(client, cal_id, userids)
   return write(client, body, true)
 end
 
--- client:share_calendars(cal_ids, members) -> { {cal_id=, ok=true, result=} |
--- {cal_id=, ok=false, err=}, ... } in input order; goes on past failures.
-function M.share_calendars(client, cal_ids, members)
+-- client:share_calendars(cal_ids, members [, {concurrency = N}]) ->
+-- { {cal_id=, ok=true, result=} | {cal_id=, ok=false, err=}, ... } in input
+-- order; goes on past failures. N calendars at a time are read at once and
+-- then written at once, so each one's read-to-write window stays one round.
+function M.share_calendars(client, cal_ids, members, opts)
   local helper = "share_calendars"
   local err = args.id_list(helper, "cal_ids", cal_ids)
   if err then return nil, err end
-  local list
+  local list, n
   list, err = normalise_members(helper, members)
   if not list then return nil, err end
+  n, err = bulk.concurrency(helper, opts)
+  if not n then return nil, err end
   local results = {}
-  for i, cal_id in ipairs(cal_ids) do
-    local res, serr = share(client, helper, cal_id, list)
-    if res then
-      results[i] = { cal_id = cal_id, ok = true, result = res }
-    else
-      results[i] = { cal_id = cal_id, ok = false, err = serr }
+  for first = 1, #cal_ids, n do
+    local chunk, reads = {}, {}
+    for i = first, math.min(#cal_ids, first + n - 1) do
+      chunk[#chunk + 1] = cal_ids[i]
+      reads[#reads + 1] = { cal_id_list = { cal_ids[i] } }
+    end
+    local writes, owners = {}, {}
+    for k, r in ipairs(client:call_many("calendar_get", reads, { concurrency = n })) do
+      local cal_id, body = chunk[k], nil
+      if r.ok then body, err = updatable("calendar", r.result, cal_id) else err = r.err end
+      if body then body, err = add_members(helper, cal_id, body, list) end
+      if body then
+        writes[#writes + 1] = update_request(body, true)
+        owners[#writes] = first + k - 1
+      else
+        results[first + k - 1] = { cal_id = cal_id, ok = false, err = err }
+      end
+    end
+    for w, r in ipairs(client:call_many("calendar_update", writes, { concurrency = n })) do
+      local i = owners[w]
+      results[i] = { cal_id = cal_ids[i], ok = r.ok, result = r.result, err = r.err }
     end
   end
   return results

@@ -57,6 +57,16 @@ function M.handle()
     out.result = cjson.decode(ngx.shared.test_stats:get("init_worker") or "null")
   elseif uri == "/flush" then
     ngx.shared.wecom_tokens:flush_all()
+  elseif uri == "/bulk" then -- POST {ids, concurrency}: calendars() in light threads
+    ngx.req.read_body()
+    local body = cjson.decode(ngx.req.get_body_data())
+    local c = client("shared")
+    local t0 = ngx.now()
+    local list, err = c:calendars(body.ids, { concurrency = body.concurrency })
+    ngx.update_time()
+    out.transport, out.took, out.err = c:transport_name(), ngx.now() - t0, describe_error(err)
+    out.count = list and #list
+    out.last = list and list[#list] and list[#list].cal_id
   else
     local c = client(uri:find("^/tls") and "tls" or (args.client or "shared"))
     out.transport = c:transport_name()
