@@ -30,7 +30,7 @@ PACKAGES = gcc libc6-dev make lua5.1 liblua5.1-0-dev lua5.4 liblua5.4-dev luajit
 EMULATOR_PORT ?= 18080
 
 .PHONY: all build deps test test-one demo emulator emulator-stop lint clean check check-deps werror \
-	cppcheck asan valgrind fuzz fuzz-build
+	cppcheck asan valgrind fuzz fuzz-build bench bench-setup profile
 
 all: build
 
@@ -99,6 +99,25 @@ emulator-stop:
 
 lint:
 	luacheck -q --no-color lua spec examples bin/wecom-emulator
+
+# ---- make bench: side by side with the alternatives, into bench/RESULTS.md ----
+
+BENCH_PACKAGES = curl lua-socket valgrind
+
+bench-setup: deps
+	@$(MAKE) --no-print-directory deps PACKAGES="$(BENCH_PACKAGES)"
+	@$(MAKE) --no-print-directory build LUA=lua5.4 >/dev/null
+	@$(MAKE) --no-print-directory build LUA=luajit >/dev/null
+	@mkdir -p build/bench
+	$(CC) -O2 -Wall -Wextra -o build/bench/curl_loop bench/curl_loop.c $(CURL_LIBS)
+
+bench: bench-setup
+	env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 lua5.4 bench/run.lua
+
+# The per-call hot path under callgrind (instruction counts repeat exactly):
+# build/bench/callgrind.{luajit,lua5.4}.out, with the top functions printed.
+profile: bench-setup
+	env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 lua5.4 bench/run.lua profile
 
 # ---- make check: static checks, sanitizers, valgrind, a short fuzz run ----
 

@@ -52,7 +52,7 @@ static void integerize(lua_State *L, int idx) {
 /* core.decode(json) -> reply, errcode | nil, message */
 int wc_decode(lua_State *L) {
     size_t n;
-    const char *s = luaL_checklstring(L, 1, &n);
+    luaL_checklstring(L, 1, &n);
     lua_Integer errcode = 0;
     int is_object = 0;
     lua_settop(L, 1);
@@ -62,7 +62,7 @@ int wc_decode(lua_State *L) {
         return 2;
     }
     lua_pushvalue(L, lua_upvalueindex(1));
-    lua_pushlstring(L, s, n);
+    lua_pushvalue(L, 1); /* the same string: no copy of a large reply */
     if (lua_pcall(L, 1, 1, 0) != 0) {
         lua_pushnil(L);
         lua_insert(L, -2);

@@ -206,17 +206,22 @@ local function sleep(seconds)
   return core.sleep(seconds)
 end
 
--- Sends requests through the transport of the moment; returns one reply
--- per request: {status =, body =} or {reason =, message =}. Several go out
--- at once (up to `concurrency`) where the transport can do that.
-local function send(p, reqs, concurrency)
-  if p.closed then
-    local replies = {}
-    for k = 1, #reqs do replies[k] = { reason = "closed", message = "the client is closed" } end
-    return replies
-  end
+-- One request through the transport of the moment: status, body, or nil,
+-- reason, message (a raising transport is a transport error too).
+local function send_one(p, method, url, body)
+  if p.closed then return nil, "closed", "the client is closed" end
   local transport = transport_of(p)
-  if #reqs > 1 and concurrency > 1 and has_method(transport, "request_many") then
+  local ok, status, reply, detail = pcall(transport.request, transport, method, url, body)
+  if not ok then return nil, "error", "the transport raised: " .. tostring(status) end
+  if not status then return nil, reply or "network", detail end
+  return status, reply
+end
+
+-- Several requests: one reply each, {status =, body =} or {reason =,
+-- message =}; up to `concurrency` at once where the transport can.
+local function send_many(p, reqs, concurrency)
+  local transport = not p.closed and transport_of(p)
+  if transport and concurrency > 1 and #reqs > 1 and has_method(transport, "request_many") then
     local ok, replies = pcall(transport.request_many, transport, reqs, concurrency)
     if ok and type(replies) == "table" then return replies end
     local broken = {}
@@ -225,22 +230,16 @@ local function send(p, reqs, concurrency)
   end
   local replies = {}
   for k, r in ipairs(reqs) do
-    local ok, status, body, detail = pcall(transport.request, transport, r.method, r.url, r.body)
-    if not ok then
-      replies[k] = { reason = "error", message = "the transport raised: " .. tostring(status) }
-    elseif status then
-      replies[k] = { status = status, body = body }
-    else
-      replies[k] = { reason = body or "network", message = detail }
-    end
+    local status, body, detail = send_one(p, r.method, r.url, r.body)
+    replies[k] = status and { status = status, body = body } or { reason = body, message = detail }
   end
   return replies
 end
 
--- What one reply means: the decoded reply, or nil, err.
-local function interpret(endpoint, reply, idempotent)
-  local status, body = reply.status, reply.body
-  if not status then return nil, errors.transport(endpoint, reply.reason or "network", reply.message, idempotent) end
+-- What a reply means: the decoded reply, or nil, err. `status` nil: a
+-- transport failure, with `body` its reason.
+local function interpret(endpoint, status, body, detail, idempotent)
+  if not status then return nil, errors.transport(endpoint, body, detail, idempotent) end
   if status ~= 200 then return nil, errors.http(endpoint, status, body, idempotent) end
   local res, errcode = core.decode(body)
   if not res then return nil, errors.decode(endpoint, errcode, status, idempotent) end
@@ -254,66 +253,111 @@ local function backoff(p, retry)
   return step / 2 + step / 2 * core.random()
 end
 
--- Sends n requests to one endpoint under the retry policy, up to
--- `concurrency` at once; returns one {res} or {nil, err} per payload.
--- payloads[i] is the body of request i (nil: a GET). `with_token` says
+-- The retry policy, for a request that failed with `err`: "refresh" (get
+-- a new token, then send again: once per request), "retry" (after the
+-- returned wait) or "fail". st counts the request's retries and refresh;
+-- can_refresh() drops the failed token and says whether a new one can come.
+local function decide(p, st, err, idempotent, can_refresh)
+  local action = errors.action(err, idempotent)
+  if action == "refresh" and not st.refreshed and can_refresh and can_refresh() then
+    st.refreshed = true
+    return "refresh", 0
+  end
+  if action == "retry" and st.retries < p.max_retries then
+    st.retries = st.retries + 1
+    return "retry", backoff(p, st.retries)
+  end
+  return "fail"
+end
+
+-- The URL with the token, made once per URL while the token stays the same.
+local function with_token_url(p, base_url, access_token)
+  if p.url_token ~= access_token then
+    p.url_token, p.escaped_token, p.token_urls = access_token, urlescape(access_token), {}
+  end
+  local url = p.token_urls[base_url]
+  if not url then
+    url = base_url .. "?access_token=" .. p.escaped_token
+    p.token_urls[base_url] = url
+  end
+  return url
+end
+
+-- One request under the retry policy: res, or nil, err. `with_token` says
 -- whether the URL carries the access token (everything but gettoken does).
--- Each request keeps its own attempts, retries and its one token refresh;
--- a round of retries waits once, for the longest back-off among them.
-local function perform_many(p, endpoint, method, base_url, payloads, n, idempotent, with_token, concurrency)
+local function perform(p, endpoint, method, base_url, payload, idempotent, with_token)
+  local st
+  while true do
+    local url, current = base_url, nil
+    if with_token then
+      local err
+      current, err = p.tokens:get()
+      if not current then return nil, errors.redact(err, secrets_of(p)) end
+      url = with_token_url(p, base_url, current)
+    end
+    local status, body, detail = send_one(p, method, url, payload)
+    local res, err = interpret(endpoint, status, body, detail, idempotent)
+    if res ~= nil then return res end
+    st = st or { attempts = 0, retries = 0, refreshed = false }
+    st.attempts = st.attempts + 1
+    local step, wait = decide(p, st, err, idempotent,
+      with_token and function() return p.tokens:invalidate(current) end)
+    if step == "fail" then
+      err.attempts = st.attempts
+      return nil, errors.redact(err, secrets_of(p, current))
+    end
+    if wait > 0 then p.sleep(wait) end
+  end
+end
+
+-- n requests to one endpoint under the retry policy, up to `concurrency`
+-- at once; returns one {res} or {nil, err} per payload. Each request keeps
+-- its own retries and its one token refresh; a round drops a failed token
+-- once and waits once, for the longest back-off among its retries.
+local function perform_many(p, endpoint, method, base_url, payloads, n, idempotent, concurrency)
   local outcomes, states, pending = {}, {}, {}
   for i = 1, n do
     pending[i] = i
     states[i] = { attempts = 0, retries = 0, refreshed = false }
   end
   while #pending > 0 do
-    local url, current = base_url, nil
-    if with_token then
-      local err
-      current, err = p.tokens:get()
-      if not current then
-        err = errors.redact(err, secrets_of(p))
-        for _, i in ipairs(pending) do outcomes[i] = { nil, err } end
-        break
-      end
-      url = base_url .. "?access_token=" .. urlescape(current)
+    local current, terr = p.tokens:get()
+    if not current then
+      terr = errors.redact(terr, secrets_of(p))
+      for _, i in ipairs(pending) do outcomes[i] = { nil, terr } end
+      break
     end
+    local url = with_token_url(p, base_url, current)
     local reqs = {}
     for k, i in ipairs(pending) do reqs[k] = { method = method, url = url, body = payloads[i] } end
-    local replies = send(p, reqs, concurrency)
-    local still, wait, refreshable = {}, 0, nil
+    local replies = send_many(p, reqs, concurrency)
+    local refreshable
+    local function can_refresh()
+      if refreshable == nil then refreshable = p.tokens:invalidate(current) end
+      return refreshable
+    end
+    local still, longest = {}, 0
     for k, i in ipairs(pending) do
-      local st = states[i]
+      local r, st = replies[k], states[i]
       st.attempts = st.attempts + 1
-      local res, err = interpret(endpoint, replies[k], idempotent)
-      local action = res == nil and errors.action(err, idempotent) or nil
-      if action == "refresh" and with_token and not st.refreshed and refreshable == nil then
-        refreshable = p.tokens:invalidate(current) -- once for the whole round
-      end
+      local res, err = interpret(endpoint, r.status, r.status and r.body or r.reason, r.message, idempotent)
       if res ~= nil then
         outcomes[i] = { res }
-      elseif action == "refresh" and with_token and not st.refreshed and refreshable then
-        st.refreshed = true
-        still[#still + 1] = i
-      elseif action == "retry" and st.retries < p.max_retries then
-        st.retries = st.retries + 1
-        wait = math.max(wait, backoff(p, st.retries))
-        still[#still + 1] = i
       else
-        err.attempts = st.attempts
-        outcomes[i] = { nil, errors.redact(err, secrets_of(p, current)) }
+        local step, wait = decide(p, st, err, idempotent, can_refresh)
+        if step == "fail" then
+          err.attempts = st.attempts
+          outcomes[i] = { nil, errors.redact(err, secrets_of(p, current)) }
+        else
+          still[#still + 1] = i
+          if wait > longest then longest = wait end
+        end
       end
     end
     pending = still
-    if #pending > 0 and wait > 0 then p.sleep(wait) end
+    if #pending > 0 and longest > 0 then p.sleep(longest) end
   end
   return outcomes
-end
-
--- One request under the retry policy: res, or nil, err.
-local function perform(p, endpoint, method, base_url, payload, idempotent, with_token)
-  local outcome = perform_many(p, endpoint, method, base_url, { payload }, 1, idempotent, with_token, 1)[1]
-  return outcome[1], outcome[2]
 end
 
 -- GET /cgi-bin/gettoken -> token, expires_in | nil, err
@@ -353,6 +397,12 @@ function M.new(opts)
     retry_max_delay = o.retry_max_delay,
     sleep = sleep,
     options = o,
+    -- the URL of each endpoint: path -> base_url/cgi-bin/path
+    urls = setmetatable({}, { __index = function(t, path)
+      local url = o.base_url .. "/cgi-bin/" .. path
+      t[path] = url
+      return url
+    end }),
   }
   if type(o.transport) == "string" then
     p.transport_mode = o.transport
@@ -389,7 +439,7 @@ for _, ep in ipairs(ENDPOINTS) do
     local p = state(self, name)
     local payload, field, text = core.encode(id, body)
     if not payload then return nil, errors.validation(path, field, text) end
-    return perform(p, path, "POST", p.base_url .. "/cgi-bin/" .. path, payload, idempotent, true)
+    return perform(p, path, "POST", p.urls[path], payload, idempotent, true)
   end
 end
 
@@ -409,7 +459,7 @@ function Client:call(path, body, opts)
   local payload, field, text = core.encode(nil, body == nil and {} or body)
   if not payload then return nil, errors.validation(path, field, text) end
   local idempotent = (opts and opts.idempotent) and true or false
-  return perform(p, path, "POST", p.base_url .. "/cgi-bin/" .. path, payload, idempotent, true)
+  return perform(p, path, "POST", p.urls[path], payload, idempotent, true)
 end
 
 M.MAX_CONCURRENCY = 64
@@ -448,8 +498,8 @@ function Client:call_many(method, bodies, opts)
       results[i] = { ok = false, err = errors.validation(ep.path, field, text) }
     end
   end
-  local outcomes = perform_many(p, ep.path, "POST", p.base_url .. "/cgi-bin/" .. ep.path, payloads, #payloads,
-    ep.idempotent, true, concurrency)
+  local outcomes = perform_many(p, ep.path, "POST", p.urls[ep.path], payloads, #payloads, ep.idempotent,
+    concurrency)
   for k, o in ipairs(outcomes) do
     if o[1] ~= nil then
       results[owners[k]] = { ok = true, result = o[1] }
