@@ -8,6 +8,18 @@ M.BATCH = 1000
 
 local OPTIONS = { concurrency = true }
 
+-- The list without repeats, in first-seen order.
+local function unique(list)
+  local out, seen = {}, {}
+  for _, v in ipairs(list) do
+    if not seen[v] then
+      seen[v] = true
+      out[#out + 1] = v
+    end
+  end
+  return out
+end
+
 -- Checks opts = {concurrency = N}; returns N (default 1), or nil, err.
 function M.concurrency(helper, opts)
   local err = args.options(helper, opts, OPTIONS)
@@ -28,17 +40,11 @@ local function by_id(client, helper, field, ids, opts, kind)
   local concurrency
   concurrency, err = M.concurrency(helper, opts)
   if not concurrency then return nil, err end
-  local unique, seen = {}, {}
-  for _, id in ipairs(ids) do
-    if not seen[id] then
-      seen[id] = true
-      unique[#unique + 1] = id
-    end
-  end
+  local wanted = unique(ids)
   local bodies = {}
-  for first = 1, #unique, M.BATCH do
+  for first = 1, #wanted, M.BATCH do
     local batch = {}
-    for i = first, math.min(#unique, first + M.BATCH - 1) do batch[#batch + 1] = unique[i] end
+    for i = first, math.min(#wanted, first + M.BATCH - 1) do batch[#batch + 1] = wanted[i] end
     bodies[#bodies + 1] = { [kind.list] = batch }
   end
   local found = {}
@@ -79,18 +85,12 @@ function M.remove_attendees(client, schedule_id, userids)
   local helper = "remove_attendees"
   local err = args.id(helper, "schedule_id", schedule_id) or args.id_list(helper, "userids", userids)
   if err then return nil, err end
-  local unique, seen = {}, {}
-  for _, u in ipairs(userids) do
-    if not seen[u] then
-      seen[u] = true
-      unique[#unique + 1] = u
-    end
-  end
+  local gone = unique(userids)
   local requests = 0
-  for first = 1, #unique, M.DEL_ATTENDEES_BATCH do
+  for first = 1, #gone, M.DEL_ATTENDEES_BATCH do
     local attendees = {}
-    for i = first, math.min(#unique, first + M.DEL_ATTENDEES_BATCH - 1) do
-      attendees[#attendees + 1] = { userid = unique[i] }
+    for i = first, math.min(#gone, first + M.DEL_ATTENDEES_BATCH - 1) do
+      attendees[#attendees + 1] = { userid = gone[i] }
     end
     local res, derr = client:schedule_del_attendees{ schedule_id = schedule_id, attendees = attendees }
     if not res then
@@ -99,7 +99,7 @@ function M.remove_attendees(client, schedule_id, userids)
     end
     requests = requests + 1
   end
-  return { userids = #unique, requests = requests }
+  return { userids = #gone, requests = requests }
 end
 
 M.methods = {

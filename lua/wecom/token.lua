@@ -73,13 +73,16 @@ local function cached(self)
   return nil
 end
 
-local function unlock(self)
-  if self.cache.delete then
-    cache_call(self.cache, "delete", self.lock_key)
+-- Removes a key: delete(key) where the cache has it, else set(key, nil).
+local function drop(cache, key)
+  if cache.delete then
+    cache_call(cache, "delete", key)
   else
-    cache_call(self.cache, "set", self.lock_key, nil)
+    cache_call(cache, "set", key, nil)
   end
 end
+
+local function unlock(self) drop(self.cache, self.lock_key) end
 
 -- With a cache that has add() (ngx.shared.DICT, the default cache), one
 -- caller fetches while the others (other workers, other coroutines) wait
@@ -129,13 +132,7 @@ end
 -- Drops the cached token only if it is still the one that failed: another
 -- client (or worker) may already have put a fresh one there.
 function Corp:invalidate(token)
-  if cache_call(self.cache, "get", self.key) == token then
-    if self.cache.delete then
-      cache_call(self.cache, "delete", self.key)
-    else
-      cache_call(self.cache, "set", self.key, nil)
-    end
-  end
+  if cache_call(self.cache, "get", self.key) == token then drop(self.cache, self.key) end
   return true
 end
 
