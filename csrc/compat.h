@@ -19,24 +19,12 @@ static inline void wc_setfuncs(lua_State *L, const luaL_Reg *l, int nup) {
     lua_pop(L, nup);
 }
 
-static inline void *wc_testudata(lua_State *L, int idx, const char *tname) {
-    void *p = lua_touserdata(L, idx);
-    if (p != NULL && lua_getmetatable(L, idx)) {
-        luaL_getmetatable(L, tname);
-        if (!lua_rawequal(L, -1, -2)) p = NULL;
-        lua_pop(L, 2);
-        return p;
-    }
-    return NULL;
-}
-
 #define wc_rawlen(L, i) lua_objlen((L), (i))
 #define wc_isinteger(L, i) 0
 
 #else
 
 #define wc_setfuncs luaL_setfuncs
-#define wc_testudata luaL_testudata
 #define wc_rawlen(L, i) lua_rawlen((L), (i))
 
 #if LUA_VERSION_NUM >= 503

@@ -153,6 +153,8 @@ int luaopen_wecom_core(lua_State *L) {
 
     lua_pushliteral(L, WECOM_VERSION);
     lua_setfield(L, -2, "_VERSION");
+    lua_pushinteger(L, WC_MAX_CONCURRENCY);
+    lua_setfield(L, -2, "MAX_CONCURRENCY");
     {
         /* not curl_version(): it initialises LDAP and SASL just to name them */
         const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);

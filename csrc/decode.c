@@ -29,6 +29,9 @@ int wc_decode_open(lua_State *L) {
 }
 
 #ifdef WC_HAVE_INTEGERS
+/* Only integers a double holds exactly (|d| <= 2^53) come back as Lua
+ * integers; a larger one (a uint64 `sequence`) stays a float rather than
+ * pretend to digits cjson has already lost. */
 static void integerize(lua_State *L, int idx) {
     luaL_checkstack(L, 4, "reply nested too deeply");
     lua_pushnil(L);
@@ -36,7 +39,7 @@ static void integerize(lua_State *L, int idx) {
         int t = lua_type(L, -1);
         if (t == LUA_TNUMBER && !lua_isinteger(L, -1)) {
             lua_Number d = lua_tonumber(L, -1);
-            if (d == floor(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0) {
+            if (d == floor(d) && fabs(d) <= 9007199254740992.0) {
                 lua_pushvalue(L, -2);
                 lua_pushinteger(L, (lua_Integer)d);
                 lua_rawset(L, idx); /* changing an existing key's value keeps lua_next valid */
@@ -52,13 +55,18 @@ static void integerize(lua_State *L, int idx) {
 /* core.decode(json) -> reply, errcode | nil, message */
 int wc_decode(lua_State *L) {
     size_t n;
-    luaL_checklstring(L, 1, &n);
+    const char *s = luaL_checklstring(L, 1, &n);
     lua_Integer errcode = 0;
-    int is_object = 0;
     lua_settop(L, 1);
+    while (n > 0 && (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')) s++, n--;
     if (n == 0) {
         lua_pushnil(L);
         lua_pushliteral(L, "empty reply");
+        return 2;
+    }
+    if (*s != '{') { /* `[]` and `{}` decode alike: look before cjson does */
+        lua_pushnil(L);
+        lua_pushliteral(L, "reply is not a JSON object");
         return 2;
     }
     lua_pushvalue(L, lua_upvalueindex(1));
@@ -68,12 +76,7 @@ int wc_decode(lua_State *L) {
         lua_insert(L, -2);
         return 2;
     }
-    if (lua_type(L, -1) == LUA_TTABLE) {
-        lua_rawgeti(L, -1, 1); /* a non-empty JSON array decodes with a [1] */
-        is_object = lua_isnil(L, -1);
-        lua_pop(L, 1);
-    }
-    if (!is_object) {
+    if (lua_type(L, -1) != LUA_TTABLE) { /* not reached: the reply starts with `{` */
         lua_pushnil(L);
         lua_pushliteral(L, "reply is not a JSON object");
         return 2;

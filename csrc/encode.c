@@ -310,7 +310,8 @@ static const wc_field *find_field(const wc_field *fields, const char *key, size_
     int i;
     if (fields == NULL) return NULL;
     for (i = 0; fields[i].name != NULL; i++) {
-        if (strncmp(fields[i].name, key, len) == 0 && fields[i].name[len] == '\0') {
+        /* keys may hold NUL bytes: compare lengths first, then bytes */
+        if (strlen(fields[i].name) == len && memcmp(fields[i].name, key, len) == 0) {
             *pos = i;
             return &fields[i];
         }

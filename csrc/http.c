@@ -13,7 +13,7 @@
 
 #define SESSION_MT "wecom.core.session"
 #define KEEP_BUFFER (1024 * 1024) /* larger reply buffers are freed after use */
-#define MAX_CONCURRENCY 64
+#define MAX_CONCURRENCY WC_MAX_CONCURRENCY
 
 typedef struct {
     CURL *easy;
@@ -262,6 +262,20 @@ static int push_outcome(lua_State *L, wc_transfer *tr, CURLcode rc) {
     return n;
 }
 
+/* Takes every transfer off the multi handle: after a raise in request_many
+ * they could still be attached, and an attached handle can't be performed
+ * alone ("easy handle already used in multi handle"). */
+static void detach_all(wc_session *s) {
+    int k;
+    for (k = 0; k < MAX_CONCURRENCY; k++) {
+        wc_transfer *tr = s->t[k];
+        if (tr == NULL || tr->index == 0) continue;
+        if (s->multi != NULL) curl_multi_remove_handle(s->multi, tr->easy);
+        curl_easy_setopt(tr->easy, CURLOPT_POSTFIELDS, (char *)NULL);
+        tr->index = 0;
+    }
+}
+
 static int parse_method(lua_State *L, int arg, const char *method) {
     if (strcmp(method, "POST") == 0) return 1;
     if (strcmp(method, "GET") == 0) return 0;
@@ -288,6 +302,7 @@ static int session_request(lua_State *L) {
         push_closed(L);
         return 3;
     }
+    detach_all(s);
     tr = s->t[0];
     transfer_prepare(s, tr, post, url, body, body_len);
     rc = curl_easy_perform(tr->easy);
@@ -322,9 +337,9 @@ static void read_request(lua_State *L, lua_Integer i, int *post, const char **ur
     lua_pop(L, 4); /* the strings stay referenced by the request table */
 }
 
-/* Stores the outcome of a finished transfer as results[index]. */
-static void store_outcome(lua_State *L, int results, wc_transfer *tr, CURLcode rc) {
-    int n = push_outcome(L, tr, rc);
+/* Turns the n values an outcome pushed (status, body | nil, reason,
+ * message) into a table stored as results[index]. */
+static void store_values(lua_State *L, int results, lua_Integer index, int n) {
     lua_createtable(L, 0, 2);
     if (n == 2) {
         lua_insert(L, -3);
@@ -336,7 +351,14 @@ static void store_outcome(lua_State *L, int results, wc_transfer *tr, CURLcode r
         lua_setfield(L, -3, "reason");
         lua_pop(L, 1);
     }
-    lua_rawseti(L, results, (int)tr->index);
+    lua_rawseti(L, results, (int)index);
+}
+
+/* Fails the request_many call: nothing may stay attached to the multi
+ * handle when the error unwinds. */
+static int many_error(lua_State *L, wc_session *s, const char *what) {
+    detach_all(s);
+    return luaL_error(L, "request_many: %s", what);
 }
 
 /* session:request_many(requests [, concurrency]) -> results
@@ -362,25 +384,15 @@ static int session_request_many(lua_State *L) {
     if (s->closed) {
         for (i = 1; i <= n; i++) {
             push_closed(L);
-            lua_createtable(L, 0, 2);
-            lua_insert(L, -4);
-            lua_setfield(L, -4, "message");
-            lua_setfield(L, -3, "reason");
-            lua_pop(L, 1);
-            lua_rawseti(L, results, (int)i);
+            store_values(L, results, i, 3);
         }
         return 1;
     }
     if (s->multi == NULL && (s->multi = curl_multi_init()) == NULL) return luaL_error(L, "curl_multi_init failed");
-    for (k = 0; k < MAX_CONCURRENCY; k++) { /* a raise mid-way may have left handles attached */
-        if (s->t[k] != NULL && s->t[k]->index != 0) {
-            curl_multi_remove_handle(s->multi, s->t[k]->easy);
-            s->t[k]->index = 0;
-        }
-    }
+    detach_all(s);
     if (conc > n) conc = n;
     for (k = 0; k < conc; k++)
-        if (transfer_at(s, k) == NULL) return luaL_error(L, "out of memory");
+        if (transfer_at(s, k) == NULL) return many_error(L, s, "out of memory");
 
     for (;;) {
         CURLMsg *msg;
@@ -396,19 +408,22 @@ static int session_request_many(lua_State *L) {
             tr->index = next++;
             if (curl_multi_add_handle(s->multi, tr->easy) != CURLM_OK) {
                 tr->index = 0;
-                return luaL_error(L, "curl_multi_add_handle failed");
+                return many_error(L, s, "curl_multi_add_handle failed");
             }
             active++;
         }
         if (active == 0) break;
-        if (curl_multi_perform(s->multi, &running) != CURLM_OK) return luaL_error(L, "curl_multi_perform failed");
+        if (curl_multi_perform(s->multi, &running) != CURLM_OK) return many_error(L, s, "curl_multi_perform failed");
         while ((msg = curl_multi_info_read(s->multi, &queued)) != NULL) {
             wc_transfer *tr = NULL;
+            lua_Integer index;
             if (msg->msg != CURLMSG_DONE) continue;
             curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&tr);
             curl_multi_remove_handle(s->multi, tr->easy);
-            store_outcome(L, results, tr, msg->data.result);
-            tr->index = 0;
+            curl_easy_setopt(tr->easy, CURLOPT_POSTFIELDS, (char *)NULL);
+            index = tr->index;
+            tr->index = 0; /* detached: a memory error below leaves nothing behind */
+            store_values(L, results, index, push_outcome(L, tr, msg->data.result));
             active--;
         }
         if (active > 0 && running > 0) curl_multi_poll(s->multi, NULL, 0, 1000, NULL);

@@ -123,6 +123,8 @@ WC_INTERNAL int wc_sha256(lua_State *L);
 
 /* ---- HTTP session (http.c) ------------------------------------------- */
 
+#define WC_MAX_CONCURRENCY 64 /* requests in flight at once in request_many */
+
 WC_INTERNAL void wc_http_open(lua_State *L); /* registers the metatable */
 WC_INTERNAL int wc_session_new(lua_State *L);
 

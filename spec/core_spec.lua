@@ -85,6 +85,17 @@ describe("wecom.core", function()
       assert.equal('{"a":null}', core.encode(nil, { a = cjson.null }))
     end)
 
+    it("tells a known field from a key that only starts like it", function()
+      -- "cal_id_list" followed by NUL bytes is another key, refused for its NULs
+      local json, field, msg = core.encode(id_of("calendar_get"), { cal_id_list = { "a" }, ["cal_id_list\0\0\0"] = 1 })
+      assert.is_nil(json)
+      assert.truthy(msg:find("control character U+0000", 1, true), msg)
+      assert.truthy(field:find("^cal_id_list"))
+      -- and a prefix of a known name is an unknown field, passed through
+      local sent = require("cjson").decode(core.encode(id_of("calendar_get"), { cal_id_list = { "a" }, cal_id_lis = 1 }))
+      assert.same({ cal_id_list = { "a" }, cal_id_lis = 1 }, sent)
+    end)
+
     it("leaves a reused buffer clean after a large body", function()
       local big = core.encode(nil, { s = string.rep("x", 3 * 1024 * 1024) })
       assert.equal(3 * 1024 * 1024 + 8, #big)
@@ -130,6 +141,25 @@ describe("wecom.core", function()
       assert.same({ nil, "empty reply" }, { core.decode("") })
       assert.same({ nil, "reply has an errcode that is not an integer" }, { core.decode('{"errcode":"0"}') })
       assert.same({ nil, "reply has an errcode that is not an integer" }, { core.decode('{"errcode":1.5}') })
+    end)
+
+    it("refuses a JSON array even when empty, and allows leading blanks", function()
+      assert.same({ nil, "reply is not a JSON object" }, { core.decode("[]") })
+      assert.same({ nil, "reply is not a JSON object" }, { core.decode(" \n[]") })
+      assert.same({ nil, "empty reply" }, { core.decode(" \r\n") })
+      local res, errcode = core.decode(' \n {"errcode":0,"x":1}')
+      assert.equal(1, res.x)
+      assert.equal(0, errcode)
+    end)
+
+    it("gives integers back only where a double holds them exactly", function()
+      local res = core.decode('{"small":9007199254740992,"big":1234567890123456789}')
+      assert.equal(9007199254740992, res.small)
+      if math.type then
+        assert.equal("integer", math.type(res.small))
+        -- cjson has already lost the last digits: no false precision
+        assert.equal("float", math.type(res.big))
+      end
     end)
 
     it("refuses NaN and absurd nesting", function()
