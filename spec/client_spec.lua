@@ -50,6 +50,7 @@ describe("client", function()
         { { corpid = "ww1", corpsecret = "s", token_cache = {} }, "token_cache", "get(key) and set" },
         { { corpid = "ww1", corpsecret = "s", transport = "smoke" }, "transport", "request(method" },
         { { corpid = "ww1", corpsecret = "s", max_response_bytes = 0 }, "max_response_bytes", "positive" },
+        { { corpid = "ww1", corpsecret = "s", max_response_bytes = 1e16 }, "max_response_bytes", "positive" },
         { { corpid = "ww1" }, "corpsecret", "required with corpid" },
         { { corpsecret = "s" }, "corpid", "required with corpsecret" },
         { { corpid = "ww 1", corpsecret = "s" }, "corpid", "spaces" },

@@ -8,18 +8,20 @@ local openresty = require("support.openresty")
 local tls = require("support.tls")
 
 describe("OpenResty", function()
-  local certs, emu, nginx, http, cal_id
+  local certs, emu, stale, nginx, http, cal_id
 
   setup(function()
     certs = tls.make()
     emu = emulator.start{ tls = { cert = certs.cert, key = certs.key } }
-    nginx = openresty.start{ emu = emu, ca = certs.ca }
+    stale = emulator.start{ keepalive_timeout = 1 }
+    nginx = openresty.start{ emu = emu, ca = certs.ca, stale = stale }
     http = core.session{ timeout = 60 }
   end)
 
   teardown(function()
     http:close()
     nginx:stop()
+    stale:stop()
     emu:stop()
     certs.remove()
   end)
@@ -157,6 +159,11 @@ describe("OpenResty", function()
       { { huge_bytes = 300 * 1000 * 1000 }, "transport", "too_large" },
       { { huge_bytes = 300 * 1000 * 1000, chunked = true }, "transport", "too_large" },
       { { truncated = true }, "decode" },
+      { { trickle_ms = 200 }, "transport", "timeout" },
+      { { raw = "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n{}" }, "transport", "network" },
+      { { raw = "HTTP/1.1 200 OK\r\nContent-Length: 0x10\r\n\r\n{}" }, "transport", "network" },
+      { { raw = "HTTP/1.1 204 No Content\r\n\r\n" }, "http" },
+      { { raw = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n" }, "transport", "network" },
     }
     for _, case in ipairs(cases) do
       local reply, took = call(case[1])
@@ -168,6 +175,42 @@ describe("OpenResty", function()
     end
     local refused = fire(1, "/calendar?client=refused&cal_id=" .. cal_id)[1]
     assert.equal("connect", refused.err.reason)
+  end)
+
+  it("bulk calls in light threads fail cleanly on a broken reply, never raise", function()
+    local ids = emu:seed_calendars(3)
+    emu:fault{ path = "oa/calendar/get", raw = "HTTP/1.1 200 OK\r\nContent-Length: 1.5\r\n\r\n{}", times = -1 }
+    local status, body = http:request("POST", nginx.base_url .. "/bulk", cjson.encode{ ids = ids, concurrency = 3 })
+    assert.equal(200, status, body)
+    local reply = cjson.decode(body)
+    assert.equal("transport", reply.err.kind)
+    emu:clear_faults()
+  end)
+
+  it("survives a server that drops idle kept-alive connections", function()
+    assert.is_true(fire(1, "/add?client=stale")[1].ok)
+    core.sleep(1.5) -- the server closes its idle connections after 1 s
+    for _, reply in ipairs(fire(4, "/add?client=stale")) do
+      assert.is_true(reply.ok, cjson.encode(reply.err))
+    end
+  end)
+
+  it("sends again on a new connection when a kept-alive one closes before any reply", function()
+    -- the second call of the handler reuses the first one's connection, which
+    -- the server closes without answering: as libcurl does, one fresh try
+    local before = stale:calls("oa/calendar/add")
+    stale:fault{ path = "oa/calendar/add", close = true, after = 1, times = 1 }
+    local reply = fire(1, "/add2?client=stale")[1]
+    assert.is_true(reply.ok, cjson.encode(reply.err))
+    assert.equal(3, stale:calls("oa/calendar/add") - before)
+  end)
+
+  it("shares a wrong secret's 40001 between workers: one gettoken for 40 requests", function()
+    local before = emu:calls("gettoken")
+    local replies = fire(40, "/calendar?client=badsecret&cal_id=" .. cal_id)
+    for _, r in ipairs(replies) do assert.equal(40001, r.err.errcode) end
+    assert.equal(2, pids(replies))
+    assert.equal(1, emu:calls("gettoken") - before)
   end)
 
   describe("examples/nginx.conf", function()

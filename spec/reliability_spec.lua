@@ -135,6 +135,36 @@ describe("reliability", function()
       end
     end)
 
+    it("a reply that trickles in: a timeout within the configured time", function()
+      local err, took = under({ trickle_ms = 200 }, client)
+      assert.equal("timeout", err.reason)
+      assert.is_true(took < 2 * 0.5 + 0.5, ("took %.2f s"):format(took))
+      usable(client)
+    end)
+
+    it("a bad Content-Length or no reply at all for a 204: no hang", function()
+      local err, took = under({ raw = "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n{}" }, client)
+      assert.equal("transport", err.kind)
+      assert.is_true(took < 1.5)
+      emu:clear_faults()
+      err, took = under({ raw = "HTTP/1.1 204 No Content\r\n\r\n" }, client)
+      assert.equal("http", err.kind)
+      assert.equal(204, err.status)
+      assert.is_true(took < 1.5)
+      usable(client)
+    end)
+
+    it("a kept-alive connection the server dropped: sent again on a new one, even calendar_add", function()
+      local short = emulator.start{ keepalive_timeout = 1 }
+      local c = short:client{ max_retries = 0 }
+      assert(c:calendar_add{ calendar = { summary = "one", color = "#000000" } })
+      core.sleep(1.5) -- the server closes the idle connection
+      local res, err = c:calendar_add{ calendar = { summary = "two", color = "#000000" } }
+      short:stop()
+      assert.is_nil(err)
+      assert.is_string(res.cal_id)
+    end)
+
     it("a token expiring in the middle of paging: refreshed, nothing lost", function()
       emu:seed(cal_id, 2345)
       local paging = emu:client()
@@ -170,6 +200,52 @@ describe("reliability", function()
       assert.is_true(err.retryable)
       assert.equal(1, err.attempts)
       usable(client)
+    end)
+  end)
+
+  describe("token cache locks", function()
+    -- a cache in the style of a Redis wrapper: add() answers "OK" or 1
+    local function redis_like(answer)
+      local store = require("wecom.cache").new()
+      return {
+        get = function(_, k) return store:get(k) end,
+        set = function(_, k, v, ttl) return store:set(k, v, ttl) end,
+        delete = function(_, k) return store:delete(k) end,
+        add = function(_, k, v, ttl)
+          if store:get(k) ~= nil then return 0 end
+          store:set(k, v, ttl)
+          return answer
+        end,
+        store = store,
+      }
+    end
+
+    it("takes the lock from add() answering OK or 1, and gives it back", function()
+      for _, answer in ipairs{ "OK", 1 } do
+        local cache = redis_like(answer)
+        local c = emu:client{ token_cache = cache }
+        local t0 = core.monotime()
+        assert(c:calendar_get{ cal_id_list = { cal_id } })
+        assert.is_true(core.monotime() - t0 < 1)
+        local key = require("wecom.token").cache_key(emu.base_url, emu.corpid, emu.corpsecret)
+        assert.is_nil(cache.store:get(key .. ":lock"))
+      end
+    end)
+
+    it("shares a wrong secret's 40001 through the cache, so other processes don't ask again", function()
+      local cache = redis_like(true)
+      local wrong = emu:client{ corpsecret = "not-the-secret", token_cache = cache }
+      local _, err = wrong:calendar_get{ cal_id_list = { cal_id } }
+      assert.equal(40001, err.errcode)
+      local before = emu:calls("gettoken")
+      -- a client in another process: the same cache, none of this one's memory
+      local token_module = require("wecom.token")
+      local other = token_module.corp{ base_url = emu.base_url, corpid = emu.corpid, corpsecret = "not-the-secret",
+        cache = cache, fetch = function() error("must not fetch") end }
+      local tok, ferr = other:get()
+      assert.is_nil(tok)
+      assert.equal(40001, ferr.errcode)
+      assert.equal(before, emu:calls("gettoken"))
     end)
   end)
 

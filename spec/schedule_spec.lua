@@ -476,6 +476,20 @@ describe("schedules", function()
       assert.same({ { start_time = second } }, series.reminders.exclude_time_list)
     end)
 
+    it("schedule_patch(): a new start keeps the duration unless the end is named", function()
+      local id = weekly()
+      local second = MONDAY + WEEK
+      local res = assert(client:schedule_patch(id, { start_time = second + 2 * HOUR }, { op_mode = 1, op_start_time = second }))
+      local moved = get(res.schedule_id)
+      assert.equal(second + 2 * HOUR, moved.start_time)
+      assert.equal(second + 3 * HOUR, moved.end_time)
+      local single = add()
+      assert(client:schedule_patch(single, { start_time = MONDAY + DAY }))
+      assert.equal(MONDAY + DAY + HOUR, get(single).end_time)
+      assert(client:schedule_patch(single, { start_time = MONDAY, end_time = MONDAY + 60 }))
+      assert.equal(MONDAY + 60, get(single).end_time)
+    end)
+
     it("schedule_patch(): op_mode 2 changes the rest of a series", function()
       local id = weekly()
       local third = MONDAY + 2 * WEEK

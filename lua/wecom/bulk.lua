@@ -1,6 +1,7 @@
 -- Bulk reads: any number of ids, fetched in batches of the API's maximum,
 -- answered in input order.
 local args = require("wecom.args")
+local core = require("wecom.core")
 
 local M = {}
 
@@ -25,7 +26,7 @@ function M.concurrency(helper, opts)
   local err = args.options(helper, opts, OPTIONS)
   if err then return nil, err end
   local n = opts and opts.concurrency or 1
-  err = args.integer(helper, "opts.concurrency", n, 1, 64)
+  err = args.integer(helper, "opts.concurrency", n, 1, core.MAX_CONCURRENCY)
   if err then return nil, err end
   return n
 end

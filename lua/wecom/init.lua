@@ -101,7 +101,9 @@ local OPTIONS = {
     return v
   end,
   max_response_bytes = function(v)
-    if type(v) ~= "number" or v ~= math.floor(v) or v < 1 then return nil, "expected a positive integer" end
+    if type(v) ~= "number" or v ~= math.floor(v) or v < 1 or v > 2 ^ 53 then
+      return nil, "expected a positive integer"
+    end
     return v
   end,
   user_agent = function(v)
@@ -189,15 +191,23 @@ end
 -- The transport for a request made now: cosockets where nginx allows them
 -- (a request handler must never block its worker), else the libcurl
 -- session; or what the `transport` option forces.
-local function transport_of(p)
+local function transport_kind(p)
   local mode = p.transport_mode
-  if mode == "custom" then return p.transport end
-  if mode == "ngx" or (mode == "auto" and cosocket_phase()) then
-    p.ngx_transport = p.ngx_transport or require("wecom.transport.ngx").new(p.options)
-    return p.ngx_transport
+  if mode == "custom" then return "custom" end
+  return (mode == "ngx" or (mode == "auto" and cosocket_phase())) and "ngx" or "curl"
+end
+
+-- Made on first use, in the phase that needs it; nil, message if that fails.
+local function transport_of(p)
+  local kind = transport_kind(p)
+  if kind == "custom" then return p.transport end
+  local field = kind .. "_transport"
+  if not p[field] then
+    local ok, t = pcall(function() return require("wecom.transport." .. kind).new(p.options) end)
+    if not ok then return nil, "can't make the " .. kind .. " transport: " .. tostring(t) end
+    p[field] = t
   end
-  p.curl_transport = p.curl_transport or require("wecom.transport.curl").new(p.options)
-  return p.curl_transport
+  return p[field]
 end
 
 -- Back-off waits yield to nginx where they can; elsewhere a real sleep.
@@ -210,7 +220,8 @@ end
 -- reason, message (a raising transport is a transport error too).
 local function send_one(p, method, url, body)
   if p.closed then return nil, "closed", "the client is closed" end
-  local transport = transport_of(p)
+  local transport, terr = transport_of(p)
+  if not transport then return nil, "error", terr end
   local ok, status, reply, detail = pcall(transport.request, transport, method, url, body)
   if not ok then return nil, "error", "the transport raised: " .. tostring(status) end
   if not status then return nil, reply or "network", detail end
@@ -220,7 +231,7 @@ end
 -- Several requests: one reply each, {status =, body =} or {reason =,
 -- message =}; up to `concurrency` at once where the transport can.
 local function send_many(p, reqs, concurrency)
-  local transport = not p.closed and transport_of(p)
+  local transport = not p.closed and transport_of(p) or nil
   if transport and concurrency > 1 and #reqs > 1 and has_method(transport, "request_many") then
     local ok, replies = pcall(transport.request_many, transport, reqs, concurrency)
     if ok and type(replies) == "table" then return replies end
@@ -235,6 +246,8 @@ local function send_many(p, reqs, concurrency)
   end
   return replies
 end
+
+local NO_REPLY = { reason = "error", message = "the transport gave no reply for this request" }
 
 -- What a reply means: the decoded reply, or nil, err. `status` nil: a
 -- transport failure, with `body` its reason.
@@ -253,21 +266,24 @@ local function backoff(p, retry)
   return step / 2 + step / 2 * core.random()
 end
 
--- The retry policy, for a request that failed with `err`: "refresh" (get
--- a new token, then send again: once per request), "retry" (after the
--- returned wait) or "fail". st counts the request's retries and refresh;
+-- The retry policy, for a request whose attempt failed with `err`: the
+-- seconds to wait before sending it again (0 after a token refresh, which
+-- each request gets once), or nil and the final error, counted and
+-- redacted. st counts the request's attempts, retries and refresh;
 -- can_refresh() drops the failed token and says whether a new one can come.
-local function decide(p, st, err, idempotent, can_refresh)
+local function after_failure(p, st, err, idempotent, can_refresh, token_used)
+  st.attempts = st.attempts + 1
   local action = errors.action(err, idempotent)
   if action == "refresh" and not st.refreshed and can_refresh and can_refresh() then
     st.refreshed = true
-    return "refresh", 0
+    return 0
   end
   if action == "retry" and st.retries < p.max_retries then
     st.retries = st.retries + 1
-    return "retry", backoff(p, st.retries)
+    return backoff(p, st.retries)
   end
-  return "fail"
+  err.attempts = st.attempts
+  return nil, errors.redact(err, secrets_of(p, token_used))
 end
 
 -- The URL with the token, made once per URL while the token stays the same.
@@ -299,13 +315,9 @@ local function perform(p, endpoint, method, base_url, payload, idempotent, with_
     local res, err = interpret(endpoint, status, body, detail, idempotent)
     if res ~= nil then return res end
     st = st or { attempts = 0, retries = 0, refreshed = false }
-    st.attempts = st.attempts + 1
-    local step, wait = decide(p, st, err, idempotent,
-      with_token and function() return p.tokens:invalidate(current) end)
-    if step == "fail" then
-      err.attempts = st.attempts
-      return nil, errors.redact(err, secrets_of(p, current))
-    end
+    local wait, final = after_failure(p, st, err, idempotent,
+      with_token and function() return p.tokens:invalidate(current) end, current)
+    if not wait then return nil, final end
     if wait > 0 then p.sleep(wait) end
   end
 end
@@ -338,19 +350,17 @@ local function perform_many(p, endpoint, method, base_url, payloads, n, idempote
     end
     local still, longest = {}, 0
     for k, i in ipairs(pending) do
-      local r, st = replies[k], states[i]
-      st.attempts = st.attempts + 1
+      local r = type(replies[k]) == "table" and replies[k] or NO_REPLY
       local res, err = interpret(endpoint, r.status, r.status and r.body or r.reason, r.message, idempotent)
       if res ~= nil then
         outcomes[i] = { res }
       else
-        local step, wait = decide(p, st, err, idempotent, can_refresh)
-        if step == "fail" then
-          err.attempts = st.attempts
-          outcomes[i] = { nil, errors.redact(err, secrets_of(p, current)) }
-        else
+        local wait, final = after_failure(p, states[i], err, idempotent, can_refresh, current)
+        if wait then
           still[#still + 1] = i
           if wait > longest then longest = wait end
+        else
+          outcomes[i] = { nil, final }
         end
       end
     end
@@ -415,7 +425,9 @@ function M.new(opts)
     p.tokens = token.corp{
       base_url = o.base_url, corpid = o.corpid, corpsecret = o.corpsecret, cache = o.token_cache,
       fetch = function() return fetch_token(p) end,
-      sleep = sleep, lock_ttl = o.timeout + o.connect_timeout,
+      -- the longest a fetch can take: every attempt and every back-off
+      sleep = sleep,
+      lock_ttl = (o.max_retries + 1) * (o.timeout + o.connect_timeout) + o.max_retries * o.retry_max_delay,
     }
   elseif o.access_token then
     p.tokens = token.fixed(o.access_token)
@@ -462,7 +474,7 @@ function Client:call(path, body, opts)
   return perform(p, path, "POST", p.urls[path], payload, idempotent, true)
 end
 
-M.MAX_CONCURRENCY = 64
+M.MAX_CONCURRENCY = core.MAX_CONCURRENCY
 
 -- client:call_many(method, bodies, {concurrency = N}) -> results
 -- Calls one endpoint method with each body, up to N requests at once (the
@@ -483,7 +495,8 @@ function Client:call_many(method, bodies, opts)
     if opts.concurrency ~= nil then
       local c = opts.concurrency
       if type(c) ~= "number" or c ~= math.floor(c) or c < 1 or c > M.MAX_CONCURRENCY then
-        return nil, errors.validation("call_many", "opts.concurrency", "expected an integer in 1..64")
+        return nil, errors.validation("call_many", "opts.concurrency",
+          ("expected an integer in 1..%d"):format(M.MAX_CONCURRENCY))
       end
       concurrency = c
     end
@@ -536,9 +549,7 @@ end
 
 -- The transport a call made now would use: "curl", "ngx" or "custom".
 function Client:transport_name()
-  local p = state(self, "transport_name")
-  if p.transport_mode == "custom" then return "custom" end
-  return transport_of(p).name
+  return transport_kind(state(self, "transport_name"))
 end
 
 -- Closes the HTTP session; the client must not be used afterwards.

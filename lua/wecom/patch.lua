@@ -116,16 +116,22 @@ function M.schedule_patch(client, schedule_id, changes, opts)
   for k, v in pairs(changes) do
     if k == "reminders" and type(v) == "table" then
       for rk, rv in pairs(v) do reminders[rk] = rv end
+    elseif k == "reminders" then
+      reminders = v -- not a table: sent as given, for the schema to judge
     else
       body[k] = v
     end
   end
   body.reminders = reminders
-  if mode ~= 0 and changes.start_time == nil then
-    body.start_time = opts.op_start_time
-    if changes.end_time == nil then body.end_time = opts.op_start_time + (old.end_time - old.start_time) end
+  -- a new start keeps the duration unless the end is named too; with
+  -- op_mode 1/2 the changed occurrence starts at its own time
+  local duration = (old.end_time or 0) - (old.start_time or 0)
+  if mode ~= 0 and changes.start_time == nil then body.start_time = opts.op_start_time end
+  if changes.end_time == nil and body.start_time ~= old.start_time and type(body.start_time) == "number" then
+    body.end_time = body.start_time + duration
   end
-  if mode == 1 and (type(changes.reminders) ~= "table" or changes.reminders.is_repeat == nil) then
+  if mode == 1 and type(reminders) == "table" and
+    (type(changes.reminders) ~= "table" or changes.reminders.is_repeat == nil) then
     reminders.is_repeat = 0
   end
   local req = { schedule = body }

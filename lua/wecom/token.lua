@@ -50,8 +50,8 @@ Corp.__index = Corp
 M.LOCK_POLL = 0.02
 
 -- opts: corpid, corpsecret, base_url, cache (optional), fetch: a function
--- returning token, expires_in or nil, err; sleep(seconds); lock_ttl: how
--- long one fetch may hold the lock (seconds).
+-- returning token, expires_in or nil, err; sleep(seconds); lock_ttl: the
+-- longest one fetch can take (seconds), retries included.
 function M.corp(opts)
   local cache = opts.cache or default_cache
   local ok, add = pcall(function() return cache.add end)
@@ -59,11 +59,12 @@ function M.corp(opts)
   return setmetatable({
     key = key,
     lock_key = key .. ":lock",
+    fail_key = key .. ":fail",
     cache = cache,
     can_lock = ok and add ~= nil,
     fetch = opts.fetch,
     sleep = opts.sleep or core.sleep,
-    lock_ttl = opts.lock_ttl or 15,
+    lock_ttl = opts.lock_ttl or 60,
   }, Corp)
 end
 
@@ -82,48 +83,75 @@ local function drop(cache, key)
   end
 end
 
-local function unlock(self) drop(self.cache, self.lock_key) end
+-- A configuration error of gettoken remembered here, or by another worker
+-- or process through the cache ("errcode errmsg"): the error, or nil.
+local function remembered_failure(self)
+  local failure = config_failures[self.key]
+  if failure then
+    if core.monotime() < failure.expires then return failure.err end
+    config_failures[self.key] = nil
+  end
+  local shared = cache_call(self.cache, "get", self.fail_key)
+  local code, msg
+  if type(shared) == "string" then code, msg = shared:match("^(%-?%d+) (.*)$") end
+  if code then return errors.api("gettoken", tonumber(code), msg .. " (remembered)") end
+  return nil
+end
+
+local function remember_failure(self, err)
+  config_failures[self.key] = { err = err, expires = core.monotime() + M.CONFIG_ERROR_TTL }
+  cache_call(self.cache, "set", self.fail_key, ("%d %s"):format(err.errcode, err.errmsg or ""), M.CONFIG_ERROR_TTL)
+end
+
+-- add() took the lock: true from ngx.shared.DICT and ours, 1 or "OK" from
+-- Redis-style wrappers (SETNX, SET NX).
+local function added(r) return r == true or r == 1 or r == "OK" end
+
+-- A value no other caller will put in the lock.
+local function lock_owner()
+  return ("%.0f-%.0f"):format(core.monotime() * 1e6, core.random() * 1e15)
+end
 
 -- With a cache that has add() (ngx.shared.DICT, the default cache), one
--- caller fetches while the others (other workers, other coroutines) wait
--- briefly and then read the cache. If the lock outlives its TTL the waiter
--- fetches itself: a slow fetch costs a second gettoken, never a deadlock.
+-- caller fetches while the others (other workers, other coroutines) wait,
+-- reading the cache, until the token (or a remembered configuration error)
+-- appears. A lock left by a caller that died expires after lock_ttl and is
+-- taken by a waiter; past twice that, a waiter gives up with an error.
 function Corp:get()
   local token = cached(self)
   if token then return token end
-  local failure = config_failures[self.key]
-  if failure then
-    if core.monotime() < failure.expires then return nil, failure.err end
-    config_failures[self.key] = nil
-  end
-  local locked = false
+  local failure = remembered_failure(self)
+  if failure then return nil, failure end
+  local owner
   if self.can_lock then
-    local deadline = core.monotime() + self.lock_ttl
+    local deadline = core.monotime() + 2 * self.lock_ttl
+    local me = lock_owner()
     while true do
-      locked = cache_call(self.cache, "add", self.lock_key, 1, self.lock_ttl) == true
-      if locked then break end
+      if added(cache_call(self.cache, "add", self.lock_key, me, self.lock_ttl)) then
+        owner = me
+        break
+      end
       self.sleep(M.LOCK_POLL)
       token = cached(self)
       if token then return token end
-      if core.monotime() >= deadline then break end
-    end
-    if locked then
-      token = cached(self) -- another caller may have finished just before
-      if token then
-        unlock(self)
-        return token
+      failure = remembered_failure(self)
+      if failure then return nil, failure end
+      if core.monotime() >= deadline then
+        return nil, errors.transport("gettoken", "timeout", "waited too long for another caller's token fetch", true)
       end
     end
+    token = cached(self) -- another caller may have finished just before
   end
   local expires_in, err
-  token, expires_in = self.fetch()
-  if token then cache_call(self.cache, "set", self.key, token, M.lifetime(expires_in)) end
-  if locked then unlock(self) end
+  if not token then
+    token, expires_in = self.fetch()
+    if token then cache_call(self.cache, "set", self.key, token, M.lifetime(expires_in)) end
+  end
+  -- the lock is released only if it is still ours, not a successor's
+  if owner and cache_call(self.cache, "get", self.lock_key) == owner then drop(self.cache, self.lock_key) end
   if not token then
     err = expires_in
-    if err.kind == "api" and M.CONFIG_ERRORS[err.errcode] then
-      config_failures[self.key] = { err = err, expires = core.monotime() + M.CONFIG_ERROR_TTL }
-    end
+    if err.kind == "api" and M.CONFIG_ERRORS[err.errcode] then remember_failure(self, err) end
     return nil, err
   end
   return token

@@ -13,7 +13,8 @@ function M.init(c) conf = c end
 
 -- Clients by kind, made once per worker: "shared" (tokens in the shared
 -- dict), "memory" (the default cache), "curl" (forced libcurl), "tls",
--- "hostile" (1 s timeout, 1 MiB cap, no retries), "refused" (a closed port).
+-- "hostile" (1 s timeout, 1 MiB cap, no retries), "refused" (a closed port),
+-- "stale" (a server that drops idle connections after 1 s), "badsecret".
 local function client(kind)
   if not clients[kind] then
     local o = {
@@ -30,6 +31,10 @@ local function client(kind)
       o.timeout, o.max_retries, o.max_response_bytes = 1, 0, 1024 * 1024
     end
     if kind == "refused" then o.base_url = "http://127.0.0.1:1" end
+    if kind == "stale" then o.base_url, o.max_retries = conf.stale_url, 0 end
+    if kind == "badsecret" then
+      o.corpsecret, o.token_cache = "not-the-secret", ngx.shared.wecom_tokens
+    end
     clients[kind] = assert(wecom.new(o))
   end
   return clients[kind]
@@ -67,6 +72,16 @@ function M.handle()
     out.transport, out.took, out.err = c:transport_name(), ngx.now() - t0, describe_error(err)
     out.count = list and #list
     out.last = list and list[#list] and list[#list].cal_id
+  elseif uri == "/add2" then -- two calendar_add in a row: the second reuses the first's connection
+    local c = client(args.client or "shared")
+    local first, err1 = c:calendar_add{ calendar = { summary = "first", color = "#000000" } }
+    local second, err2 = c:calendar_add{ calendar = { summary = "second", color = "#000000" } }
+    out.ok = first ~= nil and second ~= nil
+    out.err = describe_error(err1 or err2)
+  elseif uri == "/add" then
+    local c = client(args.client or "shared")
+    local res, err = c:calendar_add{ calendar = { summary = "from nginx", color = "#000000" } }
+    out.ok, out.err = res ~= nil, describe_error(err)
   else
     local c = client(uri:find("^/tls") and "tls" or (args.client or "shared"))
     out.transport = c:transport_name()

@@ -6,11 +6,13 @@ local shell = require("support.shell")
 local M = {}
 
 -- opts: emu (from support.emulator, with tls_url when it has TLS), ca (a CA
--- bundle that /tls_trusted trusts), workers (default 2).
+-- bundle that /tls_trusted trusts), stale (an emulator that drops idle
+-- connections), workers (default 2).
 function M.start(opts)
   local root = shell.cwd()
-  local conf = ("{ base_url = %q, tls_url = %q, corpid = %q, corpsecret = %q }"):format(
-    opts.emu.base_url, opts.emu.tls_url or "", opts.emu.corpid, opts.emu.corpsecret)
+  local conf = ("{ base_url = %q, tls_url = %q, stale_url = %q, corpid = %q, corpsecret = %q }"):format(
+    opts.emu.base_url, opts.emu.tls_url or "", opts.stale and opts.stale.base_url or "", opts.emu.corpid,
+    opts.emu.corpsecret)
   local started, err = launcher.start_nginx({ port = 0 }, function(dir, port)
     return launcher.conf_head(dir, opts.workers or 2) .. ([[
 http {
@@ -23,14 +25,15 @@ http {
   server {
     listen 127.0.0.1:%d reuseport;
     location / { content_by_lua_block { require("support.ngx_app").handle() } }
-    location /tls_trusted {
-      lua_ssl_trusted_certificate %s;
-      content_by_lua_block { require("support.ngx_app").handle() }
-    }
+    %s
     location /tls_untrusted { content_by_lua_block { require("support.ngx_app").handle() } }
   }
 }
-]]):format(launcher.http_common(dir, root .. "/spec/?.lua;"), root, conf, port, opts.ca or "/dev/null")
+]]):format(launcher.http_common(dir, root .. "/spec/?.lua;"), root, conf, port, opts.ca and ([[
+    location /tls_trusted {
+      lua_ssl_trusted_certificate %s;
+      content_by_lua_block { require("support.ngx_app").handle() }
+    }]]):format(opts.ca) or "")
   end)
   assert(started, err)
   started.base_url = ("http://127.0.0.1:%d"):format(started.port)

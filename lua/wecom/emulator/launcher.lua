@@ -152,6 +152,7 @@ local function emulator_conf(dir, port, opts)
   return M.conf_head(dir, 1) .. ([[
 http {
 %s
+  keepalive_timeout %ds;
   init_by_lua_block { require("wecom.emulator.server").init(%s) }
   server {
     listen 127.0.0.1:%d;
@@ -159,7 +160,7 @@ http {
     location / { content_by_lua_block { require("wecom.emulator.server").handle() } }
   }
 }
-]]):format(M.http_common(dir), config_block(opts), port, tls)
+]]):format(M.http_common(dir), opts.keepalive_timeout or 75, config_block(opts), port, tls)
 end
 
 -- A zombie counts as gone: a daemon's parent (PID 1 in a container) may
@@ -223,7 +224,8 @@ function M.start_nginx(opts, build)
 end
 
 -- opts: port (0 or nil for any free one), dir, corpid, corpsecret, token_ttl,
--- tls = {cert =, key =} (an HTTPS listener on the next port).
+-- tls = {cert =, key =} (an HTTPS listener on the next port),
+-- keepalive_timeout (seconds an idle connection is kept; default 75).
 function M.start(opts)
   opts = opts or {}
   local started, err = M.start_nginx(opts, function(dir, port) return emulator_conf(dir, port, opts) end)

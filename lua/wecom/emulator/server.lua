@@ -111,6 +111,24 @@ local function pre_fault(f)
     return true, ngx.exit(444)
   end
   if f.huge_bytes then return true, send_huge(f.huge_bytes, f.chunked) end
+  if f.raw then -- exactly these bytes on the connection, then close it
+    ngx.req.read_body()
+    local sock = ngx.req.socket(true)
+    if sock then sock:send(f.raw) end
+    return true, ngx.exit(444)
+  end
+  if f.trickle_ms then -- a valid reply, one byte at a time
+    local body = '{"errcode":0,"errmsg":"ok","calendar_list":[]}'
+    ngx.status = 200
+    ngx.header["Content-Type"] = "application/json; charset=utf-8"
+    ngx.header["Content-Length"] = #body
+    for i = 1, #body do
+      ngx.print(body:sub(i, i))
+      ngx.flush(true)
+      ngx.sleep(f.trickle_ms / 1000)
+    end
+    return true, ngx.exit(200)
+  end
   if f.errcode then
     return true, api_error(f.errcode, f.errmsg or ("injected errcode " .. f.errcode))
   end

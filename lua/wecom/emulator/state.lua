@@ -87,7 +87,7 @@ local FAULT_KEYS = {
   path = "string", times = "number", after = "number", latency_ms = "number", status = "number",
   body = "string", malformed = "boolean", truncated = "boolean", short_body = "boolean",
   hang = "number", close = "boolean", huge_bytes = "number", chunked = "boolean", errcode = "number",
-  errmsg = "string",
+  errmsg = "string", raw = "string", trickle_ms = "number",
   expire_tokens = "boolean", invalidate_tokens = "boolean",
 }
 

@@ -12,6 +12,8 @@ Transport.__index = Transport
 
 local ngx = ngx
 
+local MAX_LINE = 64 * 1024 -- a status or header line longer than this is refused
+
 -- opts: timeout, connect_timeout (seconds), max_response_bytes, user_agent,
 -- keepalive_timeout (seconds, default 60), pool_size (default 32)
 function M.new(opts)
@@ -48,12 +50,15 @@ local function reason_of(err, stage)
     if err:find("resolve", 1, true) or err:find("not found", 1, true) then return "resolve" end
     return "connect"
   end
-  if stage == "tls" then return "tls" end
   if err == "closed" then return stage == "status" and "empty" or "partial" end
   return "network"
 end
 
--- A request in flight: the socket, its deadline and the reply being read.
+---------------------------------------------------------------------------
+-- One exchange on one socket. Reads go through a buffer filled with
+-- receiveany, each wait bounded by what is left of the deadline: a server
+-- that trickles bytes can't stretch the call past the client's timeout.
+
 local Exchange = {}
 Exchange.__index = Exchange
 
@@ -66,24 +71,55 @@ function Exchange:fail(reason, message)
   return nil, reason, message
 end
 
--- Reads one line, with the time that is left.
-function Exchange:line(stage)
+-- Whatever the socket has next (up to 64 KiB), waiting no longer than the
+-- deadline allows: data, or nil, reason, message.
+function Exchange:receive_some(stage)
+  ngx.update_time()
   local ms = self:remaining_ms()
-  if ms <= 0 then return nil, "timeout" end
+  if ms <= 0 then return nil, "timeout", "timeout" end
   self.sock:settimeouts(ms, ms, ms)
-  local line, err = self.sock:receive("*l")
-  if not line then return nil, reason_of(err, stage), err end
-  return line
+  local data, err = self.sock:receiveany(65536)
+  if not data then return nil, reason_of(err, stage), err end
+  self.got_any = true
+  return data
 end
 
--- Reads exactly n bytes.
-function Exchange:bytes(n)
-  local ms = self:remaining_ms()
-  if ms <= 0 then return nil, "timeout" end
-  self.sock:settimeouts(ms, ms, ms)
-  local data, err = self.sock:receive(n)
-  if not data then return nil, reason_of(err, "body"), err end
-  return data
+-- One CRLF-terminated line, without the CRLF.
+function Exchange:line(stage)
+  while true do
+    local a, b = self.buf:find("\r\n", self.pos, true)
+    if a then
+      local line = self.buf:sub(self.pos, a - 1)
+      self.pos = b + 1
+      return line
+    end
+    if #self.buf - self.pos + 1 > MAX_LINE then return nil, "network", "header line too long" end
+    local data, reason, err = self:receive_some(stage)
+    if not data then return nil, reason, err end
+    self.buf, self.pos = self.buf:sub(self.pos) .. data, 1
+  end
+end
+
+-- Exactly n bytes (gathered in pieces and joined once: large bodies cost
+-- one copy, not one per piece).
+function Exchange:bytes(n, stage)
+  local have = #self.buf - self.pos + 1
+  if have >= n then
+    local data = self.buf:sub(self.pos, self.pos + n - 1)
+    self.pos = self.pos + n
+    return data
+  end
+  local parts = { self.buf:sub(self.pos) }
+  self.buf, self.pos = "", 1
+  while have < n do
+    local data, reason, err = self:receive_some(stage or "body")
+    if not data then return nil, reason, err end
+    parts[#parts + 1] = data
+    have = have + #data
+  end
+  local all = table.concat(parts)
+  self.buf = all:sub(n + 1) -- anything past them stays for the next read
+  return all:sub(1, n)
 end
 
 function Exchange:read_chunked(max)
@@ -91,7 +127,7 @@ function Exchange:read_chunked(max)
   while true do
     local line, reason, err = self:line("body")
     if not line then return nil, reason, err end
-    local size = tonumber(line:match("^%s*(%x+)"), 16)
+    local size = tonumber(line:match("^%s*(%x+)%s*;?") or "", 16)
     if not size then return nil, "network", "bad chunk size line" end
     if size == 0 then
       repeat -- trailers, up to the empty line
@@ -103,91 +139,88 @@ function Exchange:read_chunked(max)
     total = total + size
     if total > max then return nil, "too_large" end
     local data
-    data, reason, err = self:bytes(size)
+    data, reason, err = self:bytes(size + 2)
     if not data then return nil, reason, err end
-    parts[#parts + 1] = data
-    data, reason, err = self:bytes(2)
-    if not data then return nil, reason, err end
+    parts[#parts + 1] = data:sub(1, size)
   end
 end
 
 -- Reads until the server closes the connection (no length given).
 function Exchange:read_until_close(max)
-  local parts, total = {}, 0
+  local parts = { self.buf:sub(self.pos) }
+  local total = #parts[1]
+  self.buf, self.pos = "", 1
   while true do
-    local ms = self:remaining_ms()
-    if ms <= 0 then return nil, "timeout" end
-    self.sock:settimeouts(ms, ms, ms)
-    local data, err, partial = self.sock:receive(65536)
-    local piece = data or partial
-    if piece and #piece > 0 then
-      total = total + #piece
-      if total > max then return nil, "too_large" end
-      parts[#parts + 1] = piece
-    end
+    if total > max then return nil, "too_large" end
+    local data, reason, err = self:receive_some("body")
     if not data then
       if err == "closed" then return table.concat(parts) end
-      return nil, reason_of(err, "body"), err
+      return nil, reason, err
     end
+    parts[#parts + 1] = data
+    total = total + #data
   end
 end
 
-function Transport:request(method, url, body)
-  if method ~= "GET" and method ~= "POST" then
-    return nil, "url", "method must be GET or POST"
-  end
-  -- nothing that could end a header line may reach the request head
-  if type(url) ~= "string" or url:find("[%z\1-\32\127]") then
-    return nil, "url", "the URL contains spaces or control characters"
-  end
-  local scheme, host, port, target, authority = parse_url(url)
-  if not scheme then return nil, "url", "not an http(s) URL" end
-  body = body or ""
-
-  local sock = ngx.socket.tcp()
-  local x = setmetatable({ sock = sock, deadline = ngx.now() + self.timeout }, Exchange)
-  local connect_ms = math.min(math.floor(self.connect_timeout * 1000), x:remaining_ms())
-  sock:settimeouts(connect_ms, connect_ms, connect_ms)
-  local ok, err = sock:connect(host, port, {
-    pool = ("wecom:%s:%s:%d"):format(scheme, host, port), pool_size = self.pool_size,
-  })
-  if not ok then return x:fail(reason_of(err, "connect"), err) end
-  if scheme == "https" and sock:getreusedtimes() == 0 then
-    local ms = x:remaining_ms()
-    if ms <= 0 then return x:fail("timeout", "timeout") end
+-- A connection from the pool, or a new one (`fresh`: never a pooled one).
+function Transport:connect(x, scheme, host, port, fresh)
+  local pool = ("wecom:%s:%s:%d"):format(scheme, host, port)
+  for _ = 1, self.pool_size + 1 do
+    local sock = ngx.socket.tcp()
+    x.sock = sock
+    local ms = math.min(math.floor(self.connect_timeout * 1000), x:remaining_ms())
+    if ms <= 0 then return nil, "timeout", "timeout" end
     sock:settimeouts(ms, ms, ms)
-    ok, err = sock:sslhandshake(false, host, true)
-    if not ok then return x:fail("tls", err) end
-    -- ngx_lua 0.10.23 can report success for a handshake whose certificate
-    -- check failed, having closed the connection: nothing may be sent then
-    if not sock:getreusedtimes() then
-      return x:fail("tls", "TLS handshake failed: the server's certificate was not accepted")
+    local ok, err = sock:connect(host, port, { pool = pool, pool_size = self.pool_size })
+    if not ok then return x:fail(reason_of(err, "connect"), err) end
+    local reused = sock:getreusedtimes() or 0
+    if not fresh or reused == 0 then
+      if scheme == "https" and reused == 0 then
+        ms = x:remaining_ms()
+        if ms <= 0 then return x:fail("timeout", "timeout") end
+        sock:settimeouts(ms, ms, ms)
+        ok, err = sock:sslhandshake(false, host, true)
+        if not ok then return x:fail("tls", err) end
+        -- ngx_lua 0.10.23 can report success for a handshake whose certificate
+        -- check failed, having closed the connection: nothing may be sent then
+        if not sock:getreusedtimes() then
+          return x:fail("tls", "TLS handshake failed: the server's certificate was not accepted")
+        end
+      end
+      return true, reused > 0
     end
+    sock:close() -- a pooled connection, when a fresh one is wanted
   end
+  return x:fail("connect", "no fresh connection")
+end
 
-  local head = {
-    method, " ", target, " HTTP/1.1\r\n",
-    "Host: ", authority, "\r\n",
-    "User-Agent: ", self.user_agent, "\r\n",
-    "Accept: application/json\r\n",
-  }
-  if method == "POST" then
-    head[#head + 1] = "Content-Type: application/json; charset=utf-8\r\n"
-    head[#head + 1] = ("Content-Length: %d\r\n"):format(#body)
-  end
-  head[#head + 1] = "\r\n"
-  head[#head + 1] = body
+local NO_BODY = { [204] = true, [304] = true }
+
+-- One attempt on one connection. The last value says whether the failure
+-- came from a pooled connection the server had closed before anything of
+-- its reply arrived (nothing was processed: worth one fresh try).
+function Transport:exchange(scheme, host, port, head, fresh, deadline)
+  local x = setmetatable({ deadline = deadline, buf = "", pos = 1, got_any = false }, Exchange)
+  local ok, reused, err = self:connect(x, scheme, host, port, fresh)
+  if not ok then return nil, reused, err end
+  local sock = x.sock
   local ms = x:remaining_ms()
   if ms <= 0 then return x:fail("timeout", "timeout") end
   sock:settimeouts(ms, ms, ms)
-  ok, err = sock:send(head)
-  if not ok then return x:fail(reason_of(err, "send"), err) end
+  local sent, serr = sock:send(head)
+  if not sent then
+    local status, reason, msg = x:fail(reason_of(serr, "send"), serr)
+    return status, reason, msg, reused and serr == "closed"
+  end
 
   -- status line (skipping any 1xx) and headers
   local status, minor, line, reason
   repeat
     line, reason, err = x:line("status")
-    if not line then return x:fail(reason, err) end
+    if not line then
+      local _, r, m = x:fail(reason, err)
+      return nil, r, m, reused and reason == "empty" and not x.got_any
+    end
     local v
     v, status = line:match("^HTTP/1%.(%d) (%d%d%d)")
     if not v then return x:fail("network", "not an HTTP reply") end
@@ -211,8 +244,8 @@ function Transport:request(method, url, body)
     if name then
       name = name:lower()
       if name == "content-length" then
+        if not value:match("^%d+$") then return x:fail("network", "bad Content-Length") end
         length = tonumber(value)
-        if not length then return x:fail("network", "bad Content-Length") end
       elseif name == "transfer-encoding" then
         chunked = value:lower():find("chunked", 1, true) ~= nil
       elseif name == "connection" then
@@ -223,13 +256,13 @@ function Transport:request(method, url, body)
   end
 
   local data
-  if chunked then
+  if NO_BODY[status] then
+    data = ""
+  elseif chunked then
     data, reason, err = x:read_chunked(self.max_bytes)
   elseif length then
     if length > self.max_bytes then
       reason = "too_large"
-    elseif length == 0 then
-      data = ""
     else
       data, reason, err = x:bytes(length)
     end
@@ -243,12 +276,45 @@ function Transport:request(method, url, body)
     end
     return x:fail(reason, err)
   end
-  if close then
+  -- bytes past the reply mean the peer broke the protocol: never pool that
+  if close or x.pos <= #x.buf then
     sock:close()
   else
     sock:setkeepalive(self.keepalive_ms, self.pool_size)
   end
   return status, data
+end
+
+function Transport:request(method, url, body)
+  if method ~= "GET" and method ~= "POST" then
+    return nil, "url", "method must be GET or POST"
+  end
+  -- nothing that could end a header line may reach the request head
+  if type(url) ~= "string" or url:find("[%z\1-\32\127]") then
+    return nil, "url", "the URL contains spaces or control characters"
+  end
+  local scheme, host, port, target, authority = parse_url(url)
+  if not scheme then return nil, "url", "not an http(s) URL" end
+  body = body or ""
+  local head = {
+    method, " ", target, " HTTP/1.1\r\n",
+    "Host: ", authority, "\r\n",
+    "User-Agent: ", self.user_agent, "\r\n",
+    "Accept: application/json\r\n",
+  }
+  if method == "POST" then
+    head[#head + 1] = "Content-Type: application/json; charset=utf-8\r\n"
+    head[#head + 1] = ("Content-Length: %d\r\n"):format(#body)
+  end
+  head[#head + 1] = "\r\n"
+  head[#head + 1] = body
+  ngx.update_time()
+  local deadline = ngx.now() + self.timeout
+  local status, reply, msg, stale = self:exchange(scheme, host, port, head, false, deadline)
+  if stale then -- as libcurl does: a kept-alive connection the server had dropped
+    status, reply, msg = self:exchange(scheme, host, port, head, true, deadline)
+  end
+  return status, reply, msg
 end
 
 -- Up to `concurrency` requests at once in light threads of this request.
@@ -260,8 +326,10 @@ function Transport:request_many(requests, concurrency)
       local i = next_index
       next_index = next_index + 1
       local r = requests[i]
-      local status, body, message = self:request(r.method, r.url, r.body)
-      if status then
+      local ok, status, body, message = pcall(self.request, self, r.method, r.url, r.body)
+      if not ok then
+        results[i] = { reason = "error", message = "the transport raised: " .. tostring(status) }
+      elseif status then
         results[i] = { status = status, body = body }
       else
         results[i] = { reason = body, message = message }
