@@ -85,6 +85,17 @@ describe("OpenResty", function()
     emu:clear_faults()
   end)
 
+  it("backs off with ngx.sleep: waiting requests don't hold their worker", function()
+    fire(4, "/calendar?client=backoff&cal_id=" .. cal_id) -- tokens first
+    -- every first attempt answers -1: each request waits 0.3..0.6 s, then succeeds
+    emu:fault{ path = "oa/calendar/get", errcode = -1, times = 20 }
+    local replies, elapsed = fire(20, "/calendar?client=backoff&cal_id=" .. cal_id)
+    all_ok(replies)
+    assert.equal(2, pids(replies))
+    -- blocking sleeps would make each worker wait its ten requests' back-offs in turn: 3..6 s
+    assert.is_true(elapsed < 1.8, ("20 back-offs took %.2f s"):format(elapsed))
+  end)
+
   it("shares one token between the workers through ngx.shared.DICT", function()
     -- a slow gettoken, so the 40 requests all find no token and overlap
     emu:fault{ path = "gettoken", latency_ms = 300, times = -1 }

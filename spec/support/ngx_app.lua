@@ -14,7 +14,8 @@ function M.init(c) conf = c end
 -- Clients by kind, made once per worker: "shared" (tokens in the shared
 -- dict), "memory" (the default cache), "curl" (forced libcurl), "tls",
 -- "hostile" (1 s timeout, 1 MiB cap, no retries), "refused" (a closed port),
--- "stale" (a server that drops idle connections after 1 s), "badsecret".
+-- "stale" (a server that drops idle connections after 1 s), "badsecret",
+-- "backoff" (waits of 0.3..0.6 s between retries).
 local function client(kind)
   if not clients[kind] then
     local o = {
@@ -32,6 +33,7 @@ local function client(kind)
     end
     if kind == "refused" then o.base_url = "http://127.0.0.1:1" end
     if kind == "stale" then o.base_url, o.max_retries = conf.stale_url, 0 end
+    if kind == "backoff" then o.retry_base_delay, o.retry_max_delay = 0.6, 0.6 end
     if kind == "badsecret" then
       o.corpsecret, o.token_cache = "not-the-secret", ngx.shared.wecom_tokens
     end
