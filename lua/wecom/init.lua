@@ -194,7 +194,8 @@ end
 local function transport_kind(p)
   local mode = p.transport_mode
   if mode == "custom" then return "custom" end
-  return (mode == "ngx" or (mode == "auto" and cosocket_phase())) and "ngx" or "curl"
+  -- outside nginx there is no phase to look at
+  return (mode == "ngx" or (mode == "auto" and p.in_nginx and cosocket_phase())) and "ngx" or "curl"
 end
 
 -- Made on first use, in the phase that needs it; nil, message if that fails.
@@ -407,6 +408,7 @@ function M.new(opts)
     retry_max_delay = o.retry_max_delay,
     sleep = sleep,
     options = o,
+    in_nginx = type(rawget(_G, "ngx")) == "table",
     -- the URL of each endpoint: path -> base_url/cgi-bin/path
     urls = setmetatable({}, { __index = function(t, path)
       local url = o.base_url .. "/cgi-bin/" .. path
