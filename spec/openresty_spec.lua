@@ -237,14 +237,19 @@ describe("OpenResty", function()
         env = { WECOM_BASE_URL = emu.base_url, WECOM_CORPID = emu.corpid, WECOM_CORPSECRET = emu.corpsecret },
       }, function(dir, port)
         -- the example as it is, but on a free port, with its files in dir
+        -- its pid where the launcher looks for it, so stop() ends it
         local conf = text:gsub("listen 127%.0%.0%.1:8080;", ("listen 127.0.0.1:%d;"):format(port))
-          :gsub("%$prefix", root):gsub(" build/nginx%-example", " " .. dir .. "/example")
+          :gsub("%$prefix", root):gsub("pid build/nginx%-example%.pid;", "pid " .. dir .. "/nginx.pid;")
+          :gsub(" build/nginx%-example", " " .. dir .. "/example")
         return require("wecom.emulator.launcher").user_line() .. "\n" .. conf
       end))
       example.base_url = ("http://127.0.0.1:%d"):format(example.port)
     end)
 
-    teardown(function() example:stop() end)
+    teardown(function()
+      assert.is_true(example:stop())
+      assert.is_nil(require("wecom.emulator.launcher").running(example.dir))
+    end)
 
     local function get(path)
       local status, body = http:request("GET", example.base_url .. path)
