@@ -276,10 +276,17 @@ static void detach_all(wc_session *s) {
     }
 }
 
-static int parse_method(lua_State *L, int arg, const char *method) {
+/* 1 for POST, 0 for GET, -1 for anything else. */
+static int method_is_post(const char *method) {
     if (strcmp(method, "POST") == 0) return 1;
     if (strcmp(method, "GET") == 0) return 0;
-    return luaL_argerror(L, arg, "expected \"GET\" or \"POST\"");
+    return -1;
+}
+
+static int parse_method(lua_State *L, int arg, const char *method) {
+    int post = method_is_post(method);
+    if (post < 0) return luaL_argerror(L, arg, "expected \"GET\" or \"POST\"");
+    return post;
 }
 
 static void push_closed(lua_State *L) {
@@ -320,9 +327,8 @@ static void read_request(lua_State *L, lua_Integer i, int *post, const char **ur
     lua_pushliteral(L, "method");
     lua_rawget(L, -2);
     if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "request_many: request %d has no method", (int)i);
-    *post = strcmp(lua_tostring(L, -1), "POST") == 0;
-    if (!*post && strcmp(lua_tostring(L, -1), "GET") != 0)
-        luaL_error(L, "request_many: request %d: method must be \"GET\" or \"POST\"", (int)i);
+    *post = method_is_post(lua_tostring(L, -1));
+    if (*post < 0) luaL_error(L, "request_many: request %d: method must be \"GET\" or \"POST\"", (int)i);
     lua_pushliteral(L, "url");
     lua_rawget(L, -3);
     if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "request_many: request %d has no url", (int)i);
