@@ -2,7 +2,7 @@
 std = "max"
 max_line_length = 130
 files["spec/**/*.lua"] = { std = "+busted" }
-files["lua/wecom/emulator/**/*.lua"] = { globals = { "ngx" } }
+files["emulator/**/*.lua"] = { globals = { "ngx" } }
 files["lua/wecom/transport/ngx.lua"] = { globals = { "ngx" } }
 -- code that runs inside nginx
 files["spec/support/ngx_app.lua"] = { std = "max", globals = { "ngx" } }

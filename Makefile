@@ -87,7 +87,7 @@ demo: deps build
 	@dir=$(CURDIR)/build/demo-emulator; \
 	echo "== starting the WeCom emulator (nginx + Lua on 127.0.0.1)"; \
 	vars=$$($(LUA) bin/wecom-emulator start --port 0 --dir $$dir) || exit 1; \
-	env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 $$vars LUA_PATH="lua/?.lua;lua/?/init.lua;;" \
+	env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 $$vars LUA_PATH="lua/?.lua;lua/?/init.lua;emulator/?.lua;;" \
 		LUA_CPATH="$(BUILD)/?.so;;" $(LUA) examples/demo.lua; rc=$$?; \
 	$(LUA) bin/wecom-emulator stop --dir $$dir >/dev/null && echo "== emulator stopped"; exit $$rc
 
@@ -98,7 +98,7 @@ emulator-stop:
 	@$(LUA) bin/wecom-emulator stop --port $(EMULATOR_PORT)
 
 lint:
-	luacheck -q --no-color lua spec examples bin/wecom-emulator
+	luacheck -q --no-color lua emulator spec examples bench bin/wecom-emulator
 
 # ---- make bench: side by side with the alternatives, into bench/RESULTS.md ----
 
@@ -190,4 +190,4 @@ fuzz-smoke:
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20
 
 clean:
-	rm -rf build csrc/*.o *.so
+	rm -rf build csrc/*.o *.so wecom

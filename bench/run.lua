@@ -12,7 +12,7 @@
 --                  peak memory
 --   bulk           calendars() of 10,000 ids with 100 ms of latency:
 --                  sequential vs concurrency 10
-package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+package.path = "lua/?.lua;lua/?/init.lua;emulator/?.lua;" .. package.path
 package.cpath = "build/lua5.4/?.so;" .. package.cpath
 
 local core = require("wecom.core")
@@ -34,7 +34,7 @@ end
 
 local function lua_env(lua)
   local cpath = lua == "luajit" and "build/luajit/?.so;;" or "build/lua5.4/?.so;;"
-  return ("env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH=%s %s"):format(
+  return ("env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 LUA_PATH='lua/?.lua;lua/?/init.lua;emulator/?.lua;;' LUA_CPATH=%s %s"):format(
     q(cpath), lua)
 end
 

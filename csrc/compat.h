@@ -20,18 +20,13 @@ static inline void wc_setfuncs(lua_State *L, const luaL_Reg *l, int nup) {
 }
 
 #define wc_rawlen(L, i) lua_objlen((L), (i))
-#define wc_isinteger(L, i) 0
-
 #else
 
 #define wc_setfuncs luaL_setfuncs
 #define wc_rawlen(L, i) lua_rawlen((L), (i))
 
 #if LUA_VERSION_NUM >= 503
-#define wc_isinteger(L, i) lua_isinteger((L), (i))
 #define WC_HAVE_INTEGERS 1
-#else
-#define wc_isinteger(L, i) 0
 #endif
 
 #endif

@@ -1,8 +1,8 @@
 /* luaopen_wecom_core: the module table of the C core.
  *
- *   core.endpoints()            -> { {id=, name=, path=, idempotent=}, ... }
+ *   core.endpoints()            -> { {id=, name=, path=, idempotent=, body=schema}, ... }
  *   core.encode(id|nil, body)   -> json | nil, field, message
- *   core.decode(json)           -> reply, errcode | nil, message
+ *   core.reply_decoder(decode)  -> decode_reply(json) -> reply, errcode | nil, message
  *   core.session(opts)          -> an HTTP session (http.c)
  *   core.sleep(seconds), core.monotime(), core.random(), core.sha256(s)
  *
@@ -33,11 +33,63 @@ static int state_gc(lua_State *L) {
     return 0;
 }
 
+static const char *const type_names[] = {"any", "string", "color", "integer", "flag", "object", "array"};
+
+/* One schema field as a Lua table, so the Lua helpers read the limits from
+ * here instead of retyping them: {type =, required =, bytes =, refused =
+ * why, min =, max =, one_of = {...}, fields = {name = field}, elem = field}. */
+static void push_field(lua_State *L, const wc_field *f) {
+    luaL_checkstack(L, 6, "schema nested too deeply");
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, type_names[f->type]);
+    lua_setfield(L, -2, "type");
+    if (f->flags & WC_REQUIRED) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "required");
+    }
+    if (f->flags & WC_BYTES) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "bytes");
+    }
+    if (f->flags & WC_READONLY) {
+        lua_pushstring(L, f->note ? f->note : "can't be set here");
+        lua_setfield(L, -2, "refused");
+    }
+    if (f->one_of != NULL) {
+        const lua_Integer *p;
+        lua_newtable(L);
+        for (p = f->one_of; *p != WC_END; p++) {
+            lua_pushinteger(L, *p);
+            lua_rawseti(L, -2, (int)(p - f->one_of) + 1);
+        }
+        lua_setfield(L, -2, "one_of");
+    } else if (f->type == WC_STRING || f->type == WC_INT || f->type == WC_ARRAY) {
+        lua_pushinteger(L, f->min);
+        lua_setfield(L, -2, "min");
+        lua_pushinteger(L, f->max);
+        lua_setfield(L, -2, "max");
+    }
+    if (f->type == WC_OBJECT && f->fields != NULL) {
+        const wc_field *k;
+        lua_newtable(L);
+        for (k = f->fields; k->name != NULL; k++) {
+            push_field(L, k);
+            lua_setfield(L, -2, k->name);
+        }
+        lua_setfield(L, -2, "fields");
+    }
+    if (f->type == WC_ARRAY && f->elem != NULL) {
+        push_field(L, f->elem);
+        lua_setfield(L, -2, "elem");
+    }
+}
+
 static int l_endpoints(lua_State *L) {
     size_t i;
     lua_createtable(L, (int)wc_endpoint_count, 0);
     for (i = 0; i < wc_endpoint_count; i++) {
-        lua_createtable(L, 0, 4);
+        wc_field body = { .type = WC_OBJECT, .fields = wc_endpoints[i].body };
+        lua_createtable(L, 0, 5);
         lua_pushinteger(L, (lua_Integer)i + 1);
         lua_setfield(L, -2, "id");
         lua_pushstring(L, wc_endpoints[i].name);
@@ -46,6 +98,8 @@ static int l_endpoints(lua_State *L) {
         lua_setfield(L, -2, "path");
         lua_pushboolean(L, wc_endpoints[i].idempotent);
         lua_setfield(L, -2, "idempotent");
+        push_field(L, &body);
+        lua_setfield(L, -2, "body");
         lua_rawseti(L, -2, (int)i + 1);
     }
     return 1;
@@ -124,6 +178,7 @@ int luaopen_wecom_core(lua_State *L) {
         {"sleep", l_sleep},
         {"monotime", l_monotime},
         {"sha256", wc_sha256},
+        {"reply_decoder", wc_reply_decoder},
         {NULL, NULL},
     };
     wc_state *st;
@@ -146,10 +201,6 @@ int luaopen_wecom_core(lua_State *L) {
     }
     lua_setmetatable(L, -2);
     wc_setfuncs(L, with_state, 1);
-
-    wc_decode_open(L);
-    lua_pushcclosure(L, wc_decode, 1);
-    lua_setfield(L, -2, "decode");
 
     lua_pushliteral(L, WECOM_VERSION);
     lua_setfield(L, -2, "_VERSION");

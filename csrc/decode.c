@@ -1,32 +1,11 @@
-/* Reply decoding: a private lua-cjson instance (so a user's cjson settings do
- * not change ours) parses the JSON; on Lua 5.3+ integral numbers are turned
- * back into integers, since cjson 2.1.0 gives floats (1571274600.0). */
+/* Reply decoding. The JSON is parsed by a private lua-cjson instance that
+ * the Lua side loads and configures (`cjson.safe`: bad JSON is nil, message;
+ * a memory error still raises); C only looks at the first byte, restores
+ * integers on Lua 5.3+ (cjson 2.1.0 gives floats, 1571274600.0) and checks
+ * errcode. */
 #include <math.h>
 
 #include "wecom.h"
-
-#define WC_DECODE_DEPTH 100
-
-/* Pushes cjson.new().decode, configured to refuse NaN/Infinity and deep nesting. */
-int wc_decode_open(lua_State *L) {
-    lua_getglobal(L, "require");
-    lua_pushstring(L, "cjson");
-    if (lua_pcall(L, 1, 1, 0) != 0)
-        return luaL_error(L, "wecom.core needs lua-cjson: %s", lua_tostring(L, -1));
-    lua_getfield(L, -1, "new");
-    if (lua_type(L, -1) != LUA_TFUNCTION) return luaL_error(L, "wecom.core needs lua-cjson 2.1 or later");
-    lua_call(L, 0, 1);
-    lua_getfield(L, -1, "decode_invalid_numbers");
-    lua_pushboolean(L, 0);
-    lua_call(L, 1, 0);
-    lua_getfield(L, -1, "decode_max_depth");
-    lua_pushinteger(L, WC_DECODE_DEPTH);
-    lua_call(L, 1, 0);
-    lua_getfield(L, -1, "decode");
-    lua_replace(L, -3);
-    lua_pop(L, 1);
-    return 1;
-}
 
 #ifdef WC_HAVE_INTEGERS
 /* Only integers a double holds exactly (|d| <= 2^53) come back as Lua
@@ -52,8 +31,9 @@ static void integerize(lua_State *L, int idx) {
 }
 #endif
 
-/* core.decode(json) -> reply, errcode | nil, message */
-int wc_decode(lua_State *L) {
+/* decode_reply(json) -> reply, errcode | nil, message; upvalue 1 is the
+ * JSON decoder. */
+static int decode_reply(lua_State *L) {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
     lua_Integer errcode = 0;
@@ -71,16 +51,15 @@ int wc_decode(lua_State *L) {
     }
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_pushvalue(L, 1); /* the same string: no copy of a large reply */
-    if (lua_pcall(L, 1, 1, 0) != 0) {
-        lua_pushnil(L);
-        lua_insert(L, -2);
+    lua_call(L, 1, 2);
+    if (lua_type(L, -2) != LUA_TTABLE) { /* nil, message from cjson.safe */
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            lua_pushnil(L);
+            lua_pushliteral(L, "reply is not a JSON object");
+        }
         return 2;
     }
-    if (lua_type(L, -1) != LUA_TTABLE) { /* not reached: the reply starts with `{` */
-        lua_pushnil(L);
-        lua_pushliteral(L, "reply is not a JSON object");
-        return 2;
-    }
+    lua_pop(L, 1);
 #ifdef WC_HAVE_INTEGERS
     integerize(L, lua_gettop(L));
 #endif
@@ -100,4 +79,13 @@ bad_errcode:
     lua_pushnil(L);
     lua_pushliteral(L, "reply has an errcode that is not an integer");
     return 2;
+}
+
+/* core.reply_decoder(decode) -> decode_reply, where decode(json) returns a
+ * table or nil, message (cjson.safe's decode). */
+int wc_reply_decoder(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, 1);
+    lua_pushcclosure(L, decode_reply, 1);
+    return 1;
 }

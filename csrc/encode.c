@@ -323,7 +323,7 @@ static const wc_field *find_field(const wc_field *fields, const char *key, size_
 static int encode_object(wc_enc *e, const wc_field *f, int idx) {
     lua_State *L = e->L;
     const wc_field *fields = f ? f->fields : NULL;
-    uint64_t seen = 0;
+    uint64_t seen = 0; /* bit i: fields[i] was given (WC_MAX_FIELDS) */
     int first = 1;
     if (!put_char(e, '{')) return 0;
     lua_pushnil(L);

@@ -73,14 +73,15 @@ static wc_session *check_session(lua_State *L) {
     return (wc_session *)luaL_checkudata(L, 1, SESSION_MT);
 }
 
-static long opt_millis(lua_State *L, int opts, const char *name, double dflt) {
-    double v = dflt;
+/* Options arrive complete and range-checked from the Lua side (wecom.options
+ * holds every default and range); here only what C itself needs is checked:
+ * present, and representable in milliseconds. */
+static long opt_millis(lua_State *L, int opts, const char *name) {
+    double v;
     lua_getfield(L, opts, name);
-    if (!lua_isnil(L, -1)) {
-        if (lua_type(L, -1) != LUA_TNUMBER || !(lua_tonumber(L, -1) > 0) || lua_tonumber(L, -1) > 86400)
-            luaL_error(L, "session option %s: expected seconds in (0, 86400]", name);
-        v = lua_tonumber(L, -1);
-    }
+    v = lua_tonumber(L, -1);
+    if (lua_type(L, -1) != LUA_TNUMBER || !(v > 0) || v > 1e9)
+        luaL_error(L, "session option %s: expected a positive number of seconds", name);
     lua_pop(L, 1);
     return (long)(v * 1000.0 + 0.5) > 0 ? (long)(v * 1000.0 + 0.5) : 1;
 }
@@ -115,29 +116,25 @@ static int transfer_bind(wc_transfer *tr) {
             return luaL_error(L, "libcurl refused option %s", #opt);     \
     } while (0)
 
-/* core.session{timeout=, connect_timeout=, ca_file=, max_response_bytes=, user_agent=} */
+/* core.session{timeout=, connect_timeout=, max_response_bytes=, user_agent=, ca_file=}:
+ * all but ca_file required. */
 int wc_session_new(lua_State *L) {
     wc_session *s;
     wc_transfer *tr;
     long timeout, connect_timeout;
     const char *ca_file, *user_agent;
-    curl_off_t max_bytes = 64 * 1024 * 1024;
-    if (lua_isnoneornil(L, 1)) {
-        lua_settop(L, 0);
-        lua_newtable(L);
-    }
+    curl_off_t max_bytes;
+    lua_Number d;
     luaL_checktype(L, 1, LUA_TTABLE);
-    timeout = opt_millis(L, 1, "timeout", 10);
-    connect_timeout = opt_millis(L, 1, "connect_timeout", 5);
+    timeout = opt_millis(L, 1, "timeout");
+    connect_timeout = opt_millis(L, 1, "connect_timeout");
     ca_file = opt_string(L, 1, "ca_file");
     user_agent = opt_string(L, 1, "user_agent");
     lua_getfield(L, 1, "max_response_bytes");
-    if (!lua_isnil(L, -1)) {
-        lua_Number d = lua_tonumber(L, -1);
-        if (lua_type(L, -1) != LUA_TNUMBER || !(d >= 1) || d > 9.0e15)
-            return luaL_error(L, "session option max_response_bytes: expected a positive integer");
-        max_bytes = (curl_off_t)d;
-    }
+    d = lua_tonumber(L, -1);
+    if (lua_type(L, -1) != LUA_TNUMBER || !(d >= 1) || d > 9.0e15)
+        return luaL_error(L, "session option max_response_bytes: expected a positive integer");
+    max_bytes = (curl_off_t)d;
     lua_pop(L, 1);
 
     s = (wc_session *)lua_newuserdata(L, sizeof *s);
@@ -172,7 +169,7 @@ int wc_session_new(lua_State *L) {
     SETOPT(tr->easy, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
     if (ca_file != NULL) SETOPT(tr->easy, CURLOPT_CAINFO, ca_file);
-    SETOPT(tr->easy, CURLOPT_USERAGENT, user_agent ? user_agent : "wecom-lua/" WECOM_VERSION);
+    if (user_agent != NULL) SETOPT(tr->easy, CURLOPT_USERAGENT, user_agent);
     return 1;
 }
 

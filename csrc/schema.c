@@ -6,16 +6,23 @@
 #include "wecom.h"
 
 #define F_STR(n, fl, lo, hi) { .name = (n), .type = WC_STRING, .flags = (fl), .min = (lo), .max = (hi) }
-#define F_ID(n, fl) F_STR(n, (fl) | WC_BYTES, 1, 64)
+#define F_ID(n, fl) F_STR(n, (fl) | WC_BYTES, 1, 64) /* the same rule as id_elem */
 #define F_COLOR(n, fl) { .name = (n), .type = WC_COLOR, .flags = (fl) }
 #define F_INT(n, fl, lo, hi) { .name = (n), .type = WC_INT, .flags = (fl), .min = (lo), .max = (hi) }
 #define F_ENUM(n, fl, set) { .name = (n), .type = WC_INT, .flags = (fl), .one_of = (set) }
-#define F_FLAG(n) { .name = (n), .type = WC_FLAG, .min = 0, .max = 1 }
+#define F_FLAG(n) { .name = (n), .type = WC_FLAG }
 #define F_OBJ(n, fl, fs, chk) { .name = (n), .type = WC_OBJECT, .flags = (fl), .fields = (fs), .check = (chk) }
 #define F_LIST(n, fl, lo, hi, el) \
     { .name = (n), .type = WC_ARRAY, .flags = (fl), .min = (lo), .max = (hi), .elem = (el) }
 #define F_REFUSED(n, why) { .name = (n), .type = WC_ANY, .flags = WC_READONLY, .note = (why) }
 #define F_END { .name = NULL }
+
+/* A field list, ended by F_END. The encoder tracks which fields of an object
+ * it has seen in one uint64_t bit each, hence the limit. */
+#define FIELDS(list, ...)                                                       \
+    static const wc_field list[] = {__VA_ARGS__, F_END};                        \
+    _Static_assert(sizeof(list) / sizeof(list[0]) - 1 <= WC_MAX_FIELDS,         \
+                   #list ": more fields than the encoder's bitmask holds")
 
 #define UINT32_MAX_ 4294967295LL
 #define INT32_MAX_ 2147483647LL
@@ -124,22 +131,19 @@ static int calendar_update_rules(wc_enc *e, int idx) {
 }
 
 static const lua_Integer share_permissions[] = {1, 3, WC_END};
-static const wc_field userid_elem = { .type = WC_STRING, .flags = WC_BYTES, .min = 1, .max = 64 };
+/* Every id (userid, cal_id, schedule_id): 1..64 bytes. */
+static const wc_field id_elem = { .type = WC_STRING, .flags = WC_BYTES, .min = 1, .max = 64 };
 static const wc_field partyid_elem = { .type = WC_INT, .min = 1, .max = UINT32_MAX_ };
 
-static const wc_field share_fields[] = {
+FIELDS(share_fields,
     F_ID("userid", WC_REQUIRED),
     F_FLAG("readonly"),
-    F_ENUM("permission", 0, share_permissions),
-    F_END,
-};
+    F_ENUM("permission", 0, share_permissions));
 static const wc_field share_elem = { .type = WC_OBJECT, .fields = share_fields };
 
-static const wc_field public_range_fields[] = {
-    F_LIST("userids", 0, 0, 1000, &userid_elem),
-    F_LIST("partyids", 0, 0, 100, &partyid_elem),
-    F_END,
-};
+FIELDS(public_range_fields,
+    F_LIST("userids", 0, 0, 1000, &id_elem),
+    F_LIST("partyids", 0, 0, 100, &partyid_elem));
 
 #define CALENDAR_COMMON_FIELDS                                  \
     F_FLAG("readonly"),                                         \
@@ -148,47 +152,35 @@ static const wc_field public_range_fields[] = {
     F_COLOR("color", 0),                                        \
     F_STR("description", 0, 0, 512),                            \
     F_LIST("shares", 0, 0, 2000, &share_elem),                  \
-    F_LIST("admins", 0, 0, 3, &userid_elem),                    \
+    F_LIST("admins", 0, 0, 3, &id_elem),                    \
     F_OBJ("public_range", 0, public_range_fields, NULL)
 
-static const wc_field calendar_add_fields[] = {
+FIELDS(calendar_add_fields,
     F_ID("organizer", 0),
     F_FLAG("is_public"),
     F_FLAG("is_corp_calendar"),
-    CALENDAR_COMMON_FIELDS,
-    F_END,
-};
+    CALENDAR_COMMON_FIELDS);
 
-static const wc_field calendar_update_fields[] = {
+FIELDS(calendar_update_fields,
     F_ID("cal_id", WC_REQUIRED),
     F_REFUSED("organizer", "can't be updated: the organizer is fixed when the calendar is created"),
     F_REFUSED("is_public", "can't be updated: set it when the calendar is created"),
     F_REFUSED("is_corp_calendar", "can't be updated: set it when the calendar is created"),
-    CALENDAR_COMMON_FIELDS,
-    F_END,
-};
+    CALENDAR_COMMON_FIELDS);
 
-static const wc_field calendar_add_body[] = {
+FIELDS(calendar_add_body,
     F_OBJ("calendar", WC_REQUIRED, calendar_add_fields, calendar_add_rules),
-    F_INT("agentid", 0, 0, UINT32_MAX_),
-    F_END,
-};
+    F_INT("agentid", 0, 0, UINT32_MAX_));
 
-static const wc_field calendar_update_body[] = {
+FIELDS(calendar_update_body,
     F_OBJ("calendar", WC_REQUIRED, calendar_update_fields, calendar_update_rules),
-    F_FLAG("skip_public_range"),
-    F_END,
-};
+    F_FLAG("skip_public_range"));
 
-static const wc_field calendar_get_body[] = {
-    F_LIST("cal_id_list", WC_REQUIRED, 1, 1000, &userid_elem),
-    F_END,
-};
+FIELDS(calendar_get_body,
+    F_LIST("cal_id_list", WC_REQUIRED, 1, 1000, &id_elem));
 
-static const wc_field calendar_del_body[] = {
-    F_ID("cal_id", WC_REQUIRED),
-    F_END,
-};
+FIELDS(calendar_del_body,
+    F_ID("cal_id", WC_REQUIRED));
 
 /* ---- schedule ---------------------------------------------------------- */
 
@@ -200,9 +192,8 @@ static const lua_Integer repeat_types[] = {0, 1, 2, 5, 7, WC_END};
 static const wc_field remind_diff_elem = { .type = WC_INT, .one_of = remind_diffs };
 static const wc_field weekday_elem = { .type = WC_INT, .min = 1, .max = 7 };
 static const wc_field monthday_elem = { .type = WC_INT, .min = 1, .max = 31 };
-static const wc_field schedule_id_elem = { .type = WC_STRING, .flags = WC_BYTES, .min = 1, .max = 64 };
 
-static const wc_field reminders_fields[] = {
+FIELDS(reminders_fields,
     F_FLAG("is_remind"),
     F_ENUM("remind_before_event_secs", 0, remind_before_secs),
     F_LIST("remind_time_diffs", 0, 0, 8, &remind_diff_elem),
@@ -214,15 +205,11 @@ static const wc_field reminders_fields[] = {
     F_LIST("repeat_day_of_week", 0, 0, 7, &weekday_elem),
     F_LIST("repeat_day_of_month", 0, 0, 31, &monthday_elem),
     F_INT("timezone", 0, -12, 12),
-    F_REFUSED("exclude_time_list", "is read-only: WeCom keeps the occurrences removed with op_mode 1"),
-    F_END,
-};
+    F_REFUSED("exclude_time_list", "is read-only: WeCom keeps the occurrences removed with op_mode 1"));
 
-static const wc_field attendee_fields[] = {
+FIELDS(attendee_fields,
     F_ID("userid", WC_REQUIRED),
-    F_INT("response_status", 0, 0, 4),
-    F_END,
-};
+    F_INT("response_status", 0, 0, 4));
 static const wc_field attendee_elem = { .type = WC_OBJECT, .fields = attendee_fields };
 
 /* The values of a list field of integers, checked by `ok` (a number at the
@@ -331,7 +318,7 @@ static int schedule_update_rules(wc_enc *e, int idx) {
 }
 
 #define SCHEDULE_COMMON_FIELDS                                        \
-    F_LIST("admins", 0, 0, 3, &userid_elem),                          \
+    F_LIST("admins", 0, 0, 3, &id_elem),                          \
     F_LIST("attendees", 0, 0, 1000, &attendee_elem),                  \
     F_STR("summary", 0, 0, 128),                                      \
     F_STR("description", 0, 0, 1000),                                 \
@@ -343,65 +330,47 @@ static int schedule_update_rules(wc_enc *e, int idx) {
     F_REFUSED("status", "is read-only: cancel a schedule with schedule_del"), \
     F_REFUSED("sequence", "is read-only: WeCom counts the changes")
 
-static const wc_field schedule_add_fields[] = {
+FIELDS(schedule_add_fields,
     F_ID("cal_id", 0),
     F_ID("organizer", 0),
-    SCHEDULE_COMMON_FIELDS,
-    F_END,
-};
+    SCHEDULE_COMMON_FIELDS);
 
-static const wc_field schedule_update_fields[] = {
+FIELDS(schedule_update_fields,
     F_ID("schedule_id", WC_REQUIRED),
     F_REFUSED("cal_id", "can't be updated: a schedule stays in its calendar"),
     F_REFUSED("organizer", "can't be updated: the organizer is fixed when the schedule is created"),
-    SCHEDULE_COMMON_FIELDS,
-    F_END,
-};
+    SCHEDULE_COMMON_FIELDS);
 
-static const wc_field schedule_add_body[] = {
+FIELDS(schedule_add_body,
     F_OBJ("schedule", WC_REQUIRED, schedule_add_fields, schedule_rules),
-    F_INT("agentid", 0, 0, UINT32_MAX_),
-    F_END,
-};
+    F_INT("agentid", 0, 0, UINT32_MAX_));
 
-static const wc_field schedule_update_body[] = {
+FIELDS(schedule_update_body,
     F_OBJ("schedule", WC_REQUIRED, schedule_update_fields, schedule_rules),
     F_FLAG("skip_attendees"),
     F_INT("op_mode", 0, 0, 2),
-    F_INT("op_start_time", 0, 0, UINT32_MAX_),
-    F_END,
-};
+    F_INT("op_start_time", 0, 0, UINT32_MAX_));
 
-static const wc_field schedule_get_body[] = {
-    F_LIST("schedule_id_list", WC_REQUIRED, 1, 1000, &schedule_id_elem),
-    F_END,
-};
+FIELDS(schedule_get_body,
+    F_LIST("schedule_id_list", WC_REQUIRED, 1, 1000, &id_elem));
 
-static const wc_field schedule_del_body[] = {
+FIELDS(schedule_del_body,
     F_ID("schedule_id", WC_REQUIRED),
     F_INT("op_mode", 0, 0, 2),
-    F_INT("op_start_time", 0, 0, UINT32_MAX_),
-    F_END,
-};
+    F_INT("op_start_time", 0, 0, UINT32_MAX_));
 
-static const wc_field schedule_add_attendees_body[] = {
+FIELDS(schedule_add_attendees_body,
     F_ID("schedule_id", WC_REQUIRED),
-    F_LIST("attendees", WC_REQUIRED, 1, 1000, &attendee_elem),
-    F_END,
-};
+    F_LIST("attendees", WC_REQUIRED, 1, 1000, &attendee_elem));
 
-static const wc_field schedule_del_attendees_body[] = {
+FIELDS(schedule_del_attendees_body,
     F_ID("schedule_id", WC_REQUIRED),
-    F_LIST("attendees", WC_REQUIRED, 1, 300, &attendee_elem),
-    F_END,
-};
+    F_LIST("attendees", WC_REQUIRED, 1, 300, &attendee_elem));
 
-static const wc_field schedule_get_by_calendar_body[] = {
+FIELDS(schedule_get_by_calendar_body,
     F_ID("cal_id", WC_REQUIRED),
     F_INT("offset", 0, 0, INT32_MAX_),
-    F_INT("limit", 0, 1, 1000),
-    F_END,
-};
+    F_INT("limit", 0, 1, 1000));
 
 /* ---- the table ----------------------------------------------------------- */
 

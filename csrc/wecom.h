@@ -71,6 +71,10 @@ struct wc_field {
 
 #define WC_END ((lua_Integer)0x7fffffffffffffffLL)
 
+/* Fields of one object that the encoder can track (a uint64_t bitmask);
+ * schema.c checks every field list against it at compile time. */
+#define WC_MAX_FIELDS 64
+
 typedef struct {
     const char *name;  /* Lua method name, e.g. "calendar_add" */
     const char *path;  /* under /cgi-bin/, e.g. "oa/calendar/add" */
@@ -114,8 +118,7 @@ WC_INTERNAL void wc_enc_pop(wc_enc *e);
 
 /* ---- decoder (decode.c) ---------------------------------------------- */
 
-WC_INTERNAL int wc_decode_open(lua_State *L); /* pushes the decoder state */
-WC_INTERNAL int wc_decode(lua_State *L);      /* core.decode, upvalue 1 = state */
+WC_INTERNAL int wc_reply_decoder(lua_State *L); /* core.reply_decoder */
 
 /* ---- SHA-256 (sha256.c) ----------------------------------------------- */
 

@@ -20,7 +20,7 @@ local on_emulator = own_emulator ~= nil or os.getenv("WECOM_EMULATOR_DIR") ~= ni
 
 -- The emulator's control API stands in for schedules made in the WeCom app.
 local function seed_schedules(json)
-  local http = require("wecom.core").session()
+  local http = require("wecom.transport.curl").new(assert(require("wecom.options").transport()))
   local status = http:request("POST", base_url .. "/emulator/seed_schedules", json)
   http:close()
   return status == 200

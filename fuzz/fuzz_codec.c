@@ -1,7 +1,9 @@
 /* libFuzzer harness for the C core's encoder and decoder (`make fuzz`).
  *
  * The first byte picks the target:
- *   even: core.decode(rest of the input), as a reply from a hostile server;
+ *   even: the reply decoder (core.reply_decoder over cjson.safe, as the
+ *         library makes it) on the rest of the input, as a reply from a
+ *         hostile server;
  *   odd:  core.encode(endpoint, value), with the value built from the rest
  *         of the input by a small stack machine (tables, cycles, NaN,
  *         invalid UTF-8, the schemas' field names, deep nesting...).
@@ -41,6 +43,15 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     luaL_openlibs(L);
     lua_pushcfunction(L, luaopen_wecom_core);
     lua_call(L, 0, 1);
+    /* core.decode here stands for the decoder lua/wecom/codec.lua makes */
+    lua_getfield(L, -1, "reply_decoder");
+    if (luaL_dostring(L, "local j = require('cjson.safe').new() j.decode_invalid_numbers(false) "
+                         "j.decode_max_depth(100) return j.decode") != 0) {
+        fprintf(stderr, "fuzz: can't load cjson.safe: %s\n", lua_tostring(L, -1));
+        return 1;
+    }
+    lua_call(L, 1, 1);
+    lua_setfield(L, -2, "decode");
     core_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
 }

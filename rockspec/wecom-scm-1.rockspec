@@ -13,7 +13,8 @@ description = {
 A client of the WeCom calendar and schedule server API for Lua scripts and
 OpenResty: a C core validates and encodes requests by the endpoint schemas
 and talks HTTPS through libcurl; Lua helpers cache tokens, retry, page and
-share. Includes a local emulator of the API (nginx + Lua) for tests.
+share. The local emulator of the API for tests is its own rock,
+wecom-emulator, so production trees carry no test server.
 ]],
   license = "MIT",
   labels = { "wecom", "calendar", "http", "openresty" },
@@ -32,23 +33,20 @@ build = {
   type = "builtin",
   modules = {
     ["wecom"] = "lua/wecom/init.lua",
-    ["wecom.errors"] = "lua/wecom/errors.lua",
-    ["wecom.token"] = "lua/wecom/token.lua",
-    ["wecom.cache"] = "lua/wecom/cache.lua",
     ["wecom.args"] = "lua/wecom/args.lua",
-    ["wecom.paging"] = "lua/wecom/paging.lua",
     ["wecom.bulk"] = "lua/wecom/bulk.lua",
+    ["wecom.cache.memory"] = "lua/wecom/cache/memory.lua",
+    ["wecom.client"] = "lua/wecom/client.lua",
+    ["wecom.errors"] = "lua/wecom/errors.lua",
+    ["wecom.options"] = "lua/wecom/options.lua",
+    ["wecom.paging"] = "lua/wecom/paging.lua",
     ["wecom.patch"] = "lua/wecom/patch.lua",
+    ["wecom.request"] = "lua/wecom/request.lua",
+    ["wecom.schema"] = "lua/wecom/schema.lua",
+    ["wecom.token"] = "lua/wecom/token.lua",
+    ["wecom.transport"] = "lua/wecom/transport/init.lua",
     ["wecom.transport.curl"] = "lua/wecom/transport/curl.lua",
     ["wecom.transport.ngx"] = "lua/wecom/transport/ngx.lua",
-    ["wecom.emulator.launcher"] = "lua/wecom/emulator/launcher.lua",
-    ["wecom.emulator.server"] = "lua/wecom/emulator/server.lua",
-    ["wecom.emulator.state"] = "lua/wecom/emulator/state.lua",
-    ["wecom.emulator.json"] = "lua/wecom/emulator/json.lua",
-    ["wecom.emulator.check"] = "lua/wecom/emulator/check.lua",
-    ["wecom.emulator.calendar"] = "lua/wecom/emulator/calendar.lua",
-    ["wecom.emulator.schedule"] = "lua/wecom/emulator/schedule.lua",
-    ["wecom.emulator.recurrence"] = "lua/wecom/emulator/recurrence.lua",
     ["wecom.core"] = {
       sources = {
         "csrc/buffer.c", "csrc/core.c", "csrc/decode.c", "csrc/encode.c",
@@ -58,9 +56,6 @@ build = {
       incdirs = { "$(CURL_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)" },
     },
-  },
-  install = {
-    bin = { ["wecom-emulator"] = "bin/wecom-emulator" },
   },
 }
 

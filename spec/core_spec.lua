@@ -2,6 +2,8 @@
 -- the libcurl session and the small utilities.
 local core = require("wecom.core")
 local emulator = require("support.emulator")
+local session = require("support.session")
+local decode_reply = require("wecom.request").decode_reply
 
 local function id_of(name)
   for _, ep in ipairs(core.endpoints()) do
@@ -35,8 +37,9 @@ describe("wecom.core", function()
     it("has one row per seed endpoint with its path and idempotency", function()
       local rows = {}
       for _, ep in ipairs(core.endpoints()) do rows[ep.name] = ep end
-      assert.same({ id = rows.calendar_add.id, name = "calendar_add", path = "oa/calendar/add", idempotent = false },
-        rows.calendar_add)
+      assert.equal("calendar_add", rows.calendar_add.name)
+      assert.equal("oa/calendar/add", rows.calendar_add.path)
+      assert.is_false(rows.calendar_add.idempotent)
       assert.equal("oa/calendar/update", rows.calendar_update.path)
       assert.is_true(rows.calendar_update.idempotent)
       assert.equal("oa/calendar/get", rows.calendar_get.path)
@@ -45,6 +48,25 @@ describe("wecom.core", function()
       assert.is_true(rows.calendar_del.idempotent)
       assert.equal("oa/schedule/get_by_calendar", rows.schedule_get_by_calendar.path)
       assert.is_true(rows.schedule_get_by_calendar.idempotent)
+    end)
+
+    it("gives each row's request schema, with the limits the helpers read", function()
+      local rows = {}
+      for _, ep in ipairs(core.endpoints()) do rows[ep.name] = ep end
+      local ids = rows.calendar_get.body.fields.cal_id_list
+      assert.same({ type = "array", required = true, min = 1, max = 1000,
+        elem = { type = "string", bytes = true, min = 1, max = 64 } }, ids)
+      local calendar = rows.calendar_update.body.fields.calendar
+      assert.equal(2000, calendar.fields.shares.max)
+      assert.same({ 1, 3 }, calendar.fields.shares.elem.fields.permission.one_of)
+      assert.same({ type = "flag" }, calendar.fields.set_as_default)
+      assert.same({ type = "color" }, calendar.fields.color)
+      assert.truthy(calendar.fields.organizer.refused:find("can't be updated", 1, true))
+      assert.equal(300, rows.schedule_del_attendees.body.fields.attendees.max)
+      local limit = rows.schedule_get_by_calendar.body.fields.limit
+      assert.same({ type = "integer", min = 1, max = 1000 }, limit)
+      assert.same({ 0, 300, 900, 3600, 86400 },
+        rows.schedule_add.body.fields.schedule.fields.reminders.fields.remind_before_event_secs.one_of)
     end)
 
     it("refuses an unknown endpoint id", function()
@@ -105,22 +127,22 @@ describe("wecom.core", function()
 
   describe("decode", function()
     it("returns the reply and its errcode", function()
-      local res, errcode = core.decode('{"errcode":0,"errmsg":"ok","cal_id":"x"}')
+      local res, errcode = decode_reply('{"errcode":0,"errmsg":"ok","cal_id":"x"}')
       assert.equal("x", res.cal_id)
       assert.equal(0, errcode)
-      res, errcode = core.decode('{"errcode":90457,"errmsg":"bad"}')
+      res, errcode = decode_reply('{"errcode":90457,"errmsg":"bad"}')
       assert.equal(90457, errcode)
       assert.equal("bad", res.errmsg)
     end)
 
     it("treats a reply without errcode as success", function()
-      local res, errcode = core.decode('{"access_token":"t"}')
+      local res, errcode = decode_reply('{"access_token":"t"}')
       assert.equal("t", res.access_token)
       assert.equal(0, errcode)
     end)
 
     it("gives integers back as integers, even on Lua 5.3+", function()
-      local res = core.decode('{"errcode":0,"schedule_list":[{"start_time":1571274600,"x":1.5}]}')
+      local res = decode_reply('{"errcode":0,"schedule_list":[{"start_time":1571274600,"x":1.5}]}')
       local s = res.schedule_list[1]
       assert.equal(1571274600, s.start_time)
       assert.equal(1.5, s.x)
@@ -133,27 +155,27 @@ describe("wecom.core", function()
     end)
 
     it("refuses malformed JSON, arrays, scalars and odd errcodes", function()
-      local res, msg = core.decode('{"errcode":')
+      local res, msg = decode_reply('{"errcode":')
       assert.is_nil(res)
       assert.truthy(msg:find("Expected", 1, true))
-      assert.same({ nil, "reply is not a JSON object" }, { core.decode("[1,2]") })
-      assert.same({ nil, "reply is not a JSON object" }, { core.decode('"x"') })
-      assert.same({ nil, "empty reply" }, { core.decode("") })
-      assert.same({ nil, "reply has an errcode that is not an integer" }, { core.decode('{"errcode":"0"}') })
-      assert.same({ nil, "reply has an errcode that is not an integer" }, { core.decode('{"errcode":1.5}') })
+      assert.same({ nil, "reply is not a JSON object" }, { decode_reply("[1,2]") })
+      assert.same({ nil, "reply is not a JSON object" }, { decode_reply('"x"') })
+      assert.same({ nil, "empty reply" }, { decode_reply("") })
+      assert.same({ nil, "reply has an errcode that is not an integer" }, { decode_reply('{"errcode":"0"}') })
+      assert.same({ nil, "reply has an errcode that is not an integer" }, { decode_reply('{"errcode":1.5}') })
     end)
 
     it("refuses a JSON array even when empty, and allows leading blanks", function()
-      assert.same({ nil, "reply is not a JSON object" }, { core.decode("[]") })
-      assert.same({ nil, "reply is not a JSON object" }, { core.decode(" \n[]") })
-      assert.same({ nil, "empty reply" }, { core.decode(" \r\n") })
-      local res, errcode = core.decode(' \n {"errcode":0,"x":1}')
+      assert.same({ nil, "reply is not a JSON object" }, { decode_reply("[]") })
+      assert.same({ nil, "reply is not a JSON object" }, { decode_reply(" \n[]") })
+      assert.same({ nil, "empty reply" }, { decode_reply(" \r\n") })
+      local res, errcode = decode_reply(' \n {"errcode":0,"x":1}')
       assert.equal(1, res.x)
       assert.equal(0, errcode)
     end)
 
     it("gives integers back only where a double holds them exactly", function()
-      local res = core.decode('{"small":9007199254740992,"big":1234567890123456789}')
+      local res = decode_reply('{"small":9007199254740992,"big":1234567890123456789}')
       assert.equal(9007199254740992, res.small)
       if math.type then
         assert.equal("integer", math.type(res.small))
@@ -163,16 +185,22 @@ describe("wecom.core", function()
     end)
 
     it("refuses NaN and absurd nesting", function()
-      assert.is_nil((core.decode('{"a":NaN}')))
-      assert.is_nil((core.decode(string.rep("[", 5000) .. string.rep("]", 5000))))
+      assert.is_nil((decode_reply('{"a":NaN}')))
+      assert.is_nil((decode_reply(string.rep("[", 5000) .. string.rep("]", 5000))))
     end)
 
     it("is not affected by the user's cjson settings", function()
       local cjson = require("cjson")
       cjson.decode_max_depth(2)
-      local res = core.decode('{"a":{"b":{"c":1}}}')
+      local res = decode_reply('{"a":{"b":{"c":1}}}')
       cjson.decode_max_depth(1000)
       assert.equal(1, res.a.b.c)
+    end)
+
+    it("lets a raising JSON decoder raise: a memory error stays a memory error", function()
+      local decode = core.reply_decoder(function() error("not enough memory", 0) end)
+      assert.has_error(function() decode("{}") end, "not enough memory")
+      assert.has_error(function() core.reply_decoder("cjson") end)
     end)
   end)
 
@@ -182,7 +210,7 @@ describe("wecom.core", function()
     teardown(function() emu:stop() end)
 
     it("closes twice without harm and refuses requests after close", function()
-      local s = core.session()
+      local s = session()
       assert.truthy(tostring(s):find("open", 1, true))
       assert.is_true(s:close())
       assert.is_true(s:close())
@@ -192,12 +220,22 @@ describe("wecom.core", function()
     end)
 
     it("raises on misuse: bad options, methods and arguments", function()
-      assert.has_error(function() core.session{ timeout = -1 } end)
-      assert.has_error(function() core.session{ timeout = "1" } end)
-      assert.has_error(function() core.session{ max_response_bytes = 0 } end)
-      assert.has_error(function() core.session{ ca_file = 5 } end)
+      -- the options come complete from wecom.options: C has no defaults of its own
+      local function complete(t)
+        local o = assert(require("wecom.options").transport())
+        for k, v in pairs(t) do o[k] = v end
+        return o
+      end
+      assert.has_no_error(function() core.session(complete{}):close() end)
+      assert.has_error(function() core.session{} end, "session option timeout: expected a positive number of seconds")
+      assert.has_error(function() core.session(complete{ timeout = -1 }) end)
+      assert.has_error(function() core.session(complete{ timeout = "1" }) end)
+      assert.has_error(function() core.session(complete{ connect_timeout = 0 }) end)
+      assert.has_error(function() core.session(complete{ max_response_bytes = 0 }) end)
+      assert.has_error(function() core.session(complete{ ca_file = 5 }) end)
       assert.has_error(function() core.session(5) end)
-      local s = core.session()
+      assert.has_error(function() core.session() end)
+      local s = session()
       assert.has_error(function() s:request("PUT", "http://127.0.0.1:1/") end)
       assert.has_error(function() s:request("GET", "http://127.0.0.1:1/\0x") end)
       assert.has_error(function() s.request({}, "GET", "http://x/") end)
@@ -205,7 +243,7 @@ describe("wecom.core", function()
     end)
 
     it("makes requests and keeps the connection alive", function()
-      local s = core.session()
+      local s = session()
       local status, body = s:request("GET", emu.base_url .. "/emulator/stats")
       assert.equal(200, status)
       assert.truthy(body:find("tokens_issued", 1, true))
@@ -220,7 +258,7 @@ describe("wecom.core", function()
       local weak = setmetatable({}, { __mode = "v" })
       local opened
       do
-        local s = core.session()
+        local s = session()
         assert.equal(200, (s:request("GET", emu.base_url .. "/emulator/stats")))
         weak[1] = s
         opened = new_since(before, sockets())
@@ -235,7 +273,7 @@ describe("wecom.core", function()
 
     it("runs many requests at once, answering in request order", function()
       emu:fault{ path = "slow", latency_ms = 300, times = -1 }
-      local s = core.session()
+      local s = session()
       local reqs = {}
       for i = 1, 10 do reqs[i] = { method = "GET", url = emu.base_url .. "/cgi-bin/slow" } end
       reqs[11] = { method = "GET", url = "http://127.0.0.1:1/" }
@@ -262,7 +300,7 @@ describe("wecom.core", function()
     end)
 
     it("refuses a bad request list before sending anything", function()
-      local s = core.session()
+      local s = session()
       local before = emu:calls("x")
       assert.has_error(function() s:request_many({ { method = "GET", url = emu.base_url .. "/cgi-bin/x" }, 5 }) end)
       assert.has_error(function() s:request_many({ { method = "PUT", url = "http://x/" } }) end)
@@ -276,7 +314,7 @@ describe("wecom.core", function()
     end)
 
     it("names refused connections", function()
-      local s = core.session{ connect_timeout = 2 }
+      local s = session{ connect_timeout = 2 }
       local ok, reason, msg = s:request("GET", "http://127.0.0.1:1/")
       assert.is_nil(ok)
       assert.equal("connect", reason)
@@ -286,7 +324,7 @@ describe("wecom.core", function()
 
     it("gives up at the total timeout", function()
       emu:fault{ path = "oa/calendar/get", latency_ms = 3000 }
-      local s = core.session{ timeout = 0.3 }
+      local s = session{ timeout = 0.3 }
       local t0 = core.monotime()
       local ok, reason = s:request("POST", emu.base_url .. "/cgi-bin/oa/calendar/get", "{}")
       assert.is_nil(ok)
@@ -297,7 +335,7 @@ describe("wecom.core", function()
     end)
 
     it("refuses a reply larger than max_response_bytes", function()
-      local s = core.session{ max_response_bytes = 16 }
+      local s = session{ max_response_bytes = 16 }
       local ok, reason, msg = s:request("GET", emu.base_url .. "/emulator/stats")
       assert.is_nil(ok)
       assert.equal("too_large", reason)
@@ -305,13 +343,13 @@ describe("wecom.core", function()
       -- the session stays usable
       assert.equal("too_large", select(2, s:request("GET", emu.base_url .. "/emulator/stats")))
       s:close()
-      s = core.session()
+      s = session()
       assert.equal(200, (s:request("GET", emu.base_url .. "/emulator/stats")))
       s:close()
     end)
 
     it("does not follow redirects or speak other protocols", function()
-      local s = core.session()
+      local s = session()
       local ok, reason = s:request("GET", "file:///etc/passwd")
       assert.is_nil(ok)
       assert.equal("url", reason)

@@ -9,7 +9,7 @@ describe("examples/demo.lua", function()
 
   local function run(env)
     local rc, out = shell.run(("%s %s %s examples/demo.lua"):format(
-      shell.lua_env("lua/?.lua;lua/?/init.lua;;", package.cpath), env, shell.lua))
+      shell.lua_env("lua/?.lua;lua/?/init.lua;emulator/?.lua;;", package.cpath), env, shell.lua))
     return out, rc
   end
 

@@ -3,13 +3,15 @@
 local cjson = require("cjson")
 local core = require("wecom.core")
 local emulator = require("support.emulator")
+local session = require("support.session")
+local decode_reply = require("wecom.request").decode_reply
 
 describe("emulator", function()
   local emu, http, token
 
   setup(function()
     emu = emulator.start()
-    http = core.session()
+    http = session()
   end)
   teardown(function()
     http:close()
@@ -246,13 +248,13 @@ describe("emulator", function()
       emu:fault{ path = "oa/calendar/get", malformed = true }
       status, body = http:request("POST", emu.base_url .. "/cgi-bin/oa/calendar/get?access_token=" .. token, "{}")
       assert.equal(200, status)
-      assert.is_nil((core.decode(body)))
+      assert.is_nil((decode_reply(body)))
 
       emu:fault{ path = "oa/calendar/get", truncated = true }
       status, body = http:request("POST", emu.base_url .. "/cgi-bin/oa/calendar/get?access_token=" .. token,
         cjson.encode{ cal_id_list = { cal_id } })
       assert.equal(200, status)
-      assert.is_nil((core.decode(body)))
+      assert.is_nil((decode_reply(body)))
 
       emu:fault{ path = "oa/calendar/get", errcode = 45033 }
       assert.equal(45033, post("oa/calendar/get", { cal_id_list = { cal_id } }).errcode)
@@ -313,7 +315,7 @@ describe("emulator", function()
       local base = out:match("WECOM_BASE_URL=(%S+)")
       assert.truthy(base, out)
       assert.truthy(out:find("WECOM_CORPID=wwemulator", 1, true))
-      local s = core.session()
+      local s = session()
       local status = s:request("GET", base .. "/emulator/stats")
       assert.equal(200, status)
       out, rc = run("status --dir " .. dir)

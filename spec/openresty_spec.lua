@@ -6,6 +6,7 @@ local core = require("wecom.core")
 local emulator = require("support.emulator")
 local openresty = require("support.openresty")
 local tls = require("support.tls")
+local session = require("support.session")
 
 describe("OpenResty", function()
   local certs, emu, stale, nginx, http, cal_id
@@ -15,7 +16,7 @@ describe("OpenResty", function()
     emu = emulator.start{ tls = { cert = certs.cert, key = certs.key } }
     stale = emulator.start{ keepalive_timeout = 1 }
     nginx = openresty.start{ emu = emu, ca = certs.ca, stale = stale }
-    http = core.session{ timeout = 60 }
+    http = session{ timeout = 60 }
   end)
 
   teardown(function()

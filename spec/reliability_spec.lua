@@ -206,7 +206,7 @@ describe("reliability", function()
   describe("token cache locks", function()
     -- a cache in the style of a Redis wrapper: add() answers "OK" or 1
     local function redis_like(answer)
-      local store = require("wecom.cache").new()
+      local store = require("wecom.cache.memory").new()
       return {
         get = function(_, k) return store:get(k) end,
         set = function(_, k, v, ttl) return store:set(k, v, ttl) end,
@@ -259,7 +259,7 @@ describe("reliability", function()
 
     it("lets no CR/LF reach a header", function()
       local urls = {}
-      local curl = require("wecom.transport.curl").new()
+      local curl = require("wecom.transport.curl").new(assert(require("wecom.options").transport()))
       local recorder = { request = function(_, method, url, body)
         urls[#urls + 1] = url
         return curl:request(method, url, body)

@@ -1,19 +1,26 @@
 -- Argument checks of the Lua helpers: each returns nil when the value is
 -- fine, or a validation error naming the helper and the argument.
+local core = require("wecom.core")
 local errors = require("wecom.errors")
+local schema = require("wecom.schema")
 
 local M = {}
+
+local ID_MIN, ID_MAX = schema.ID.min, schema.ID.max
 
 local function fail(helper, field, text)
   return errors.validation(helper, field, text)
 end
 
--- An id (cal_id, schedule_id, userid): a string of 1..64 bytes.
+-- An id (cal_id, schedule_id, userid): a string of as many bytes as the
+-- endpoint schemas allow.
 function M.id(helper, field, v)
   if type(v) ~= "string" then
     return fail(helper, field, ("expected a string, got %s"):format(v == nil and "nil" or type(v)))
   end
-  if #v < 1 or #v > 64 then return fail(helper, field, ("expected 1..64 bytes, got %d"):format(#v)) end
+  if #v < ID_MIN or #v > ID_MAX then
+    return fail(helper, field, ("expected %d..%d bytes, got %d"):format(ID_MIN, ID_MAX, #v))
+  end
   return nil
 end
 
@@ -50,6 +57,17 @@ function M.options(helper, v, allowed)
     if not allowed[k] then return fail(helper, "opts." .. tostring(k), "unknown option") end
   end
   return nil
+end
+
+-- opts = {concurrency = N, ...} with keys in `allowed`: N (default 1,
+-- at most core.MAX_CONCURRENCY), or nil, err.
+function M.concurrency(helper, opts, allowed)
+  local err = M.options(helper, opts, allowed)
+  if err then return nil, err end
+  local n = opts and opts.concurrency or 1
+  err = M.integer(helper, "opts.concurrency", n, 1, core.MAX_CONCURRENCY)
+  if err then return nil, err end
+  return n
 end
 
 return M

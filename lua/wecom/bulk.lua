@@ -1,11 +1,9 @@
 -- Bulk reads: any number of ids, fetched in batches of the API's maximum,
 -- answered in input order.
 local args = require("wecom.args")
-local core = require("wecom.core")
+local schema = require("wecom.schema")
 
 local M = {}
-
-M.BATCH = 1000
 
 local OPTIONS = { concurrency = true }
 
@@ -23,16 +21,11 @@ end
 
 -- Checks opts = {concurrency = N}; returns N (default 1), or nil, err.
 function M.concurrency(helper, opts)
-  local err = args.options(helper, opts, OPTIONS)
-  if err then return nil, err end
-  local n = opts and opts.concurrency or 1
-  err = args.integer(helper, "opts.concurrency", n, 1, core.MAX_CONCURRENCY)
-  if err then return nil, err end
-  return n
+  return args.concurrency(helper, opts, OPTIONS)
 end
 
 -- Any number of ids (duplicates allowed) read with a get endpoint in
--- batches of 1000, up to `concurrency` batches at once. Returns one entry
+-- batches of as many as it takes, up to `concurrency` batches at once. Returns one entry
 -- per input id (false when the API did not return that id), or nil, err
 -- when a batch fails.
 local function by_id(client, helper, field, ids, opts, kind)
@@ -42,10 +35,10 @@ local function by_id(client, helper, field, ids, opts, kind)
   concurrency, err = M.concurrency(helper, opts)
   if not concurrency then return nil, err end
   local wanted = unique(ids)
-  local bodies = {}
-  for first = 1, #wanted, M.BATCH do
+  local bodies, size = {}, kind.batch
+  for first = 1, #wanted, size do
     local batch = {}
-    for i = first, math.min(#wanted, first + M.BATCH - 1) do batch[#batch + 1] = wanted[i] end
+    for i = first, math.min(#wanted, first + size - 1) do batch[#batch + 1] = wanted[i] end
     bodies[#bodies + 1] = { [kind.list] = batch }
   end
   local found = {}
@@ -58,12 +51,15 @@ local function by_id(client, helper, field, ids, opts, kind)
   return out
 end
 
--- How calendars and schedules are read by id.
+-- How calendars and schedules are read by id: the get method, its list of
+-- ids (and how many it takes), the reply's list, the id field.
+local function kind(get, list, reply, id)
+  return { get = get, list = list, reply = reply, id = id, path = schema.by_name[get].path,
+    batch = schema.field(get, list).max }
+end
 M.KINDS = {
-  calendar = { get = "calendar_get", list = "cal_id_list", reply = "calendar_list", id = "cal_id",
-    path = "oa/calendar/get" },
-  schedule = { get = "schedule_get", list = "schedule_id_list", reply = "schedule_list", id = "schedule_id",
-    path = "oa/schedule/get" },
+  calendar = kind("calendar_get", "cal_id_list", "calendar_list", "cal_id"),
+  schedule = kind("schedule_get", "schedule_id_list", "schedule_list", "schedule_id"),
 }
 local CALENDARS, SCHEDULES = M.KINDS.calendar, M.KINDS.schedule
 
@@ -77,10 +73,10 @@ function M.schedules(client, schedule_ids, opts)
   return by_id(client, "schedules", "schedule_ids", schedule_ids, opts, SCHEDULES)
 end
 
-M.DEL_ATTENDEES_BATCH = 300
+M.DEL_ATTENDEES_BATCH = schema.field("schedule_del_attendees", "attendees").max
 
 -- client:remove_attendees(schedule_id, userids) -> {userids = n, requests = k}
--- Any number of userids, in calls of 300. If a call fails, err.removed
+-- Any number of userids, in calls of as many as del_attendees takes. If a call fails, err.removed
 -- says how many userids the calls before it had already removed.
 function M.remove_attendees(client, schedule_id, userids)
   local helper = "remove_attendees"

@@ -16,9 +16,24 @@ M.TOKEN_INVALID = { [40014] = true, [42001] = true }
 M.BUSY = { [-1] = true, [45033] = true }
 M.RATE_LIMITED = 45009
 
--- Transport failures after which the request may simply be sent again.
-local TRANSIENT = {
-  timeout = true, connect = true, resolve = true, partial = true, empty = true, network = true,
+-- Every reason a transport failure can have, the one list both transports
+-- (libcurl in csrc/http.c, cosockets in transport/ngx.lua) and custom ones
+-- draw from. transient: sending the request again may work; applied: the
+-- server may have received and applied the request before it failed.
+M.REASONS = {
+  timeout = { transient = true, applied = true, doc = "no complete reply in time" },
+  connect = { transient = true, applied = false, doc = "no connection to the server" },
+  resolve = { transient = true, applied = false, doc = "the host name did not resolve" },
+  tls = { transient = false, applied = false, doc = "TLS failed: the certificate was not accepted" },
+  too_large = { transient = false, applied = true, doc = "the reply is larger than max_response_bytes" },
+  partial = { transient = true, applied = true, doc = "the reply was cut short" },
+  empty = { transient = true, applied = true, doc = "the server closed the connection without a reply" },
+  network = { transient = true, applied = true, doc = "the connection failed mid-exchange" },
+  protocol = { transient = true, applied = true, doc = "the reply broke HTTP's rules" },
+  url = { transient = false, applied = false, doc = "the URL can't be requested" },
+  closed = { transient = false, applied = false, doc = "the client is closed" },
+  token = { transient = false, applied = false, doc = "no access token: your token function failed" },
+  error = { transient = false, applied = true, doc = "a custom transport raised or answered nonsense" },
 }
 
 local function prefix(endpoint, text)
@@ -43,13 +58,14 @@ function M.validation(endpoint, field, text)
 end
 
 -- idempotent: whether the request may be sent again without harm.
+-- A reason not in REASONS (a custom transport's own) counts as "error".
 function M.transport(endpoint, reason, detail, idempotent)
-  local transient = TRANSIENT[reason] or false
+  local r = M.REASONS[reason] or M.REASONS.error
   return new{
     kind = "transport", endpoint = endpoint, reason = reason,
-    retryable = transient and idempotent,
+    retryable = r.transient and idempotent,
     -- a non-idempotent request that failed in flight may have been applied
-    maybe_applied = (not idempotent and reason ~= "url" and reason ~= "closed") or nil,
+    maybe_applied = (not idempotent and r.applied) or nil,
     message = prefix(endpoint, ("transport error (%s): %s"):format(reason, detail or reason)),
   }
 end

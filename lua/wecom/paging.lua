@@ -4,8 +4,12 @@
 -- offset is past the end; schedules added later are fetched by continuing
 -- from that same offset. Cancelled schedules stay in the list (status 1).
 local args = require("wecom.args")
+local schema = require("wecom.schema")
 
 local M = {}
+
+local OFFSET = schema.field("schedule_get_by_calendar", "offset")
+local LIMIT = schema.field("schedule_get_by_calendar", "limit")
 
 local Cursor = {}
 Cursor.__index = Cursor
@@ -19,11 +23,11 @@ local function check(cal_id, opts)
   if err then return err end
   opts = opts or {}
   if opts.offset ~= nil then
-    err = args.integer(helper, "opts.offset", opts.offset, 0, 2 ^ 31 - 1)
+    err = args.integer(helper, "opts.offset", opts.offset, OFFSET.min, OFFSET.max)
     if err then return err end
   end
   if opts.limit ~= nil then
-    err = args.integer(helper, "opts.limit", opts.limit, 1, 1000)
+    err = args.integer(helper, "opts.limit", opts.limit, LIMIT.min, LIMIT.max)
     if err then return err end
   end
   if opts.include_cancelled ~= nil then
@@ -33,6 +37,7 @@ local function check(cal_id, opts)
 end
 
 -- client:schedule_cursor(cal_id, {offset = 0, limit = 1000, include_cancelled = true})
+-- (limit defaults to the most get_by_calendar returns)
 function M.schedule_cursor(client, cal_id, opts)
   local err = check(cal_id, opts)
   if err then return nil, err end
@@ -41,7 +46,7 @@ function M.schedule_cursor(client, cal_id, opts)
     client = client,
     cal_id = cal_id,
     offset = opts.offset or 0,
-    limit = opts.limit or 1000,
+    limit = opts.limit or LIMIT.max,
     include_cancelled = opts.include_cancelled ~= false,
   }, Cursor)
 end

@@ -7,16 +7,30 @@
 local args = require("wecom.args")
 local bulk = require("wecom.bulk")
 local errors = require("wecom.errors")
+local schema = require("wecom.schema")
 
 local M = {}
 
-M.MAX_SHARES = 2000
+M.MAX_SHARES = schema.field("calendar_update", "calendar.shares").max
 
--- Fields a read returns that an update refuses (or ignores).
+-- Fields a read returns that an update refuses.
 local REFUSED = {
-  calendar = { organizer = true, is_public = true, is_corp_calendar = true },
-  schedule = { cal_id = true, organizer = true, status = true, sequence = true },
+  calendar = schema.refused("calendar_update", "calendar"),
+  schedule = schema.refused("schedule_update", "schedule"),
+  reminders = schema.refused("schedule_update", "schedule.reminders"),
 }
+
+-- share permission values, and the update's op_mode and op_start_time
+local PERMISSIONS = schema.field("calendar_update", "calendar.shares[].permission").one_of
+local OP_MODE = schema.field("schedule_update", "op_mode")
+local OP_START_TIME = schema.field("schedule_update", "op_start_time")
+
+local function one_of(list, v)
+  for _, x in ipairs(list) do
+    if x == v then return true end
+  end
+  return false
+end
 
 -- The item of a get reply, as the body of an update that keeps every field
 -- (a copy without the refused ones), and the item as read; or nil, err.
@@ -100,10 +114,10 @@ function M.schedule_patch(client, schedule_id, changes, opts)
   if err then return nil, err end
   opts = opts or {}
   local mode = opts.op_mode or 0
-  err = args.integer(helper, "opts.op_mode", mode, 0, 2)
+  err = args.integer(helper, "opts.op_mode", mode, OP_MODE.min, OP_MODE.max)
   if err then return nil, err end
   if mode ~= 0 then
-    err = args.integer(helper, "opts.op_start_time", opts.op_start_time, 0, 2 ^ 32 - 1)
+    err = args.integer(helper, "opts.op_start_time", opts.op_start_time, OP_START_TIME.min, OP_START_TIME.max)
     if err then return nil, err end
   end
 
@@ -111,7 +125,7 @@ function M.schedule_patch(client, schedule_id, changes, opts)
   if not body then return nil, old end
   local reminders = {}
   for k, v in pairs(type(old.reminders) == "table" and old.reminders or {}) do
-    if k ~= "exclude_time_list" then reminders[k] = v end
+    if not REFUSED.reminders[k] then reminders[k] = v end
   end
   for k, v in pairs(changes) do
     if k == "reminders" and type(v) == "table" then
@@ -166,8 +180,9 @@ local function normalise_members(helper, members)
     if readonly ~= nil and readonly ~= 0 and readonly ~= 1 then
       return nil, errors.validation(helper, field .. ".readonly", "expected 0 or 1")
     end
-    if m.permission ~= nil and m.permission ~= 1 and m.permission ~= 3 then
-      return nil, errors.validation(helper, field .. ".permission", "expected 1 (view) or 3 (free/busy only)")
+    if m.permission ~= nil and not one_of(PERMISSIONS, m.permission) then
+      return nil, errors.validation(helper, field .. ".permission",
+        ("expected one of %s (1: view, 3: free/busy only)"):format(table.concat(PERMISSIONS, ", ")))
     end
     out[i] = { userid = m.userid, readonly = readonly, permission = m.permission }
   end
@@ -176,7 +191,7 @@ end
 
 -- Adds members to a calendar read for update, or changes the flags of
 -- those already there; the others and the rest of the calendar are kept.
--- Returns the body, or nil, err when it would go over 2000 members.
+-- Returns the body, or nil, err when it would go over MAX_SHARES members.
 local function add_members(helper, cal_id, body, members)
   local shares, index = {}, {}
   for i, s in ipairs(body.shares or {}) do

@@ -9,13 +9,13 @@
 -- callback: the user's function(rejected_token) -> token [, expires_in]
 local core = require("wecom.core")
 local errors = require("wecom.errors")
-local memcache = require("wecom.cache")
+local memory = require("wecom.cache.memory")
 
 local M = {}
 
 -- Shared by every client of this Lua state that has no token_cache option,
 -- so two clients of the same app share one token.
-local default_cache = memcache.new()
+local default_cache = memory.new()
 
 -- gettoken failures that only a configuration change can fix. They are
 -- remembered for a while so a busy caller does not hammer gettoken (WeCom

@@ -6,8 +6,8 @@
 --   teardown(function() emu:stop() end)
 --   before_each(function() emu:reset() end)
 local cjson = require("cjson")
-local core = require("wecom.core")
 local launcher = require("wecom.emulator.launcher")
+local session = require("support.session")
 
 local M = {}
 
@@ -29,7 +29,7 @@ function M.start(opts)
     base_url = nginx.base_url,
     tls_url = nginx.tls_url,
     port = nginx.port,
-    http = core.session{ timeout = 30 },
+    http = session{ timeout = 30 },
     corpid = opts.corpid,
     corpsecret = opts.corpsecret,
   }, Emu)
@@ -117,7 +117,7 @@ function Emu:client(opts)
   local o = {
     corpid = self.corpid, corpsecret = self.corpsecret, base_url = self.base_url,
     retry_base_delay = 0.001, retry_max_delay = 0.01, timeout = 5,
-    token_cache = require("wecom.cache").new(),
+    token_cache = require("wecom.cache.memory").new(),
   }
   for k, v in pairs(opts or {}) do
     if v == false then o[k] = nil else o[k] = v end

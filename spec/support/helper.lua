@@ -1,17 +1,14 @@
--- Loaded by busted before the specs: finds the C core built for this Lua,
--- or in $WECOM_CORE_DIR (the sanitizer build of `make check`).
+-- Loaded by busted before the specs: the C core under test is the one
+-- `make build LUA=<this lua>` made in build/<lua>/ (or the one in
+-- $WECOM_CORE_DIR: the sanitizer build of `make check`), never whatever
+-- else package.cpath would find (a stale ./wecom/core.so, an installed rock).
 local dir = os.getenv("WECOM_CORE_DIR")
-if not dir or dir == "" then
-  local name
-  if jit then
-    name = "luajit"
-  else
-    name = "lua" .. _VERSION:match("%d+%.%d+")
-  end
-  dir = "build/" .. name
-end
+local name = jit and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
+if not dir or dir == "" then dir = "build/" .. name end
 local f = io.open(dir .. "/wecom/core.so", "rb")
-if f then
-  f:close()
-  package.cpath = dir .. "/?.so;" .. package.cpath
+if not f then
+  error(("spec/support/helper.lua: %s/wecom/core.so is missing: run `make build LUA=%s` first"):format(dir, name), 0)
 end
+f:close()
+package.cpath = dir .. "/?.so;" .. package.cpath
+package.loaded["wecom.core"] = assert(package.loadlib(dir .. "/wecom/core.so", "luaopen_wecom_core"))("wecom.core")

@@ -3,8 +3,8 @@
 -- the CA bundle of nginx's `lua_ssl_trusted_certificate`. A connection goes
 -- back to the keepalive pool only after its reply was read in full.
 --
---   transport:request(method, url, body) -> status, body | nil, reason, message
---   transport:request_many(requests, concurrency) -> results (ngx.thread)
+-- It keeps the contract written down in wecom.transport (transport/init.lua);
+-- request_many runs requests in ngx.thread light threads.
 local M = {}
 
 local Transport = {}
@@ -14,18 +14,18 @@ local ngx = ngx
 
 local MAX_LINE = 64 * 1024 -- a status or header line longer than this is refused
 
--- opts: timeout, connect_timeout (seconds), max_response_bytes, user_agent,
--- keepalive_timeout (seconds, default 60), pool_size (default 32)
+-- How long an idle connection stays in nginx's pool, and how many per host.
+local KEEPALIVE_MS = 60 * 1000
+local POOL_SIZE = 32
+
+-- opts: the complete transport options (wecom.options.transport)
 function M.new(opts)
-  opts = opts or {}
   return setmetatable({
     name = "ngx",
-    timeout = opts.timeout or 10,
-    connect_timeout = opts.connect_timeout or 5,
-    max_bytes = opts.max_response_bytes or 64 * 1024 * 1024,
-    user_agent = opts.user_agent or ("wecom-lua/" .. require("wecom.core")._VERSION),
-    keepalive_ms = math.floor((opts.keepalive_timeout or 60) * 1000),
-    pool_size = opts.pool_size or 32,
+    timeout = opts.timeout,
+    connect_timeout = opts.connect_timeout,
+    max_bytes = opts.max_response_bytes,
+    user_agent = opts.user_agent,
   }, Transport)
 end
 
@@ -165,13 +165,13 @@ end
 -- A connection from the pool, or a new one (`fresh`: never a pooled one).
 function Transport:connect(x, scheme, host, port, fresh)
   local pool = ("wecom:%s:%s:%d"):format(scheme, host, port)
-  for _ = 1, self.pool_size + 1 do
+  for _ = 1, POOL_SIZE + 1 do
     local sock = ngx.socket.tcp()
     x.sock = sock
     local ms = math.min(math.floor(self.connect_timeout * 1000), x:remaining_ms())
     if ms <= 0 then return nil, "timeout", "timeout" end
     sock:settimeouts(ms, ms, ms)
-    local ok, err = sock:connect(host, port, { pool = pool, pool_size = self.pool_size })
+    local ok, err = sock:connect(host, port, { pool = pool, pool_size = POOL_SIZE })
     if not ok then return x:fail(reason_of(err, "connect"), err) end
     local reused = sock:getreusedtimes() or 0
     if not fresh or reused == 0 then
@@ -280,7 +280,7 @@ function Transport:exchange(scheme, host, port, head, fresh, deadline)
   if close or x.pos <= #x.buf then
     sock:close()
   else
-    sock:setkeepalive(self.keepalive_ms, self.pool_size)
+    sock:setkeepalive(KEEPALIVE_MS, POOL_SIZE)
   end
   return status, data
 end
@@ -319,7 +319,6 @@ end
 
 -- Up to `concurrency` requests at once in light threads of this request.
 function Transport:request_many(requests, concurrency)
-  concurrency = concurrency or 10
   local results, next_index = {}, 1
   local function worker()
     while next_index <= #requests do
@@ -343,7 +342,5 @@ function Transport:request_many(requests, concurrency)
   for _, t in ipairs(threads) do ngx.thread.wait(t) end
   return results
 end
-
-M.parse_url = parse_url
 
 return M

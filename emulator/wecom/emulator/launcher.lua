@@ -54,13 +54,17 @@ local function file_exists(path)
   return f ~= nil
 end
 
--- The directory holding wecom/emulator/server.lua, as an absolute path.
-local function lua_root()
+-- The directories of our Lua modules, as absolute paths: the one holding
+-- wecom/emulator/server.lua, and the library's (a checkout keeps it in
+-- lua/ beside emulator/; an installed tree has both in one directory).
+local function lua_roots()
   local src = debug.getinfo(1, "S").source:gsub("^@", "")
   local root = src:gsub("wecom/emulator/launcher%.lua$", "")
   if root == "" then root = "./" end
   if root:sub(1, 1) ~= "/" then root = capture("cd " .. shell_quote(root) .. " && pwd") .. "/" end
-  return root
+  local library = root:gsub("emulator/$", "lua/")
+  if library == root or not file_exists(library .. "wecom/init.lua") then return { root } end
+  return { root, library }
 end
 
 local function find_nginx()
@@ -127,10 +131,11 @@ end
 -- http{} directives every nginx of ours shares: our Lua modules on the path,
 -- request bodies kept in memory, temporary files in `dir`.
 function M.http_common(dir, extra_path)
-  local root = lua_root()
+  local path = {}
+  for _, root in ipairs(lua_roots()) do path[#path + 1] = ("%s?.lua;%s?/init.lua;"):format(root, root) end
   return ([[
   access_log off;
-  lua_package_path "%s%s?.lua;%s?/init.lua;;";
+  lua_package_path "%s%s;";
   lua_socket_log_errors off;
   client_body_buffer_size 64m;
   client_max_body_size 64m;
@@ -140,7 +145,7 @@ function M.http_common(dir, extra_path)
   uwsgi_temp_path %s/uwsgi;
   scgi_temp_path %s/scgi;
   keepalive_requests 100000;
-]]):format(extra_path or "", root, root, dir, dir, dir, dir, dir)
+]]):format(extra_path or "", table.concat(path), dir, dir, dir, dir, dir)
 end
 
 local function emulator_conf(dir, port, opts)
