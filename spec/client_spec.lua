@@ -440,10 +440,10 @@ describe("client", function()
         access_token = "some-token-value", max_retries = 2 }
       res, err = fixed:calendar_add{ calendar = { summary = "s", color = "#000000" } }
       assert.is_nil(res)
-      assert.equal(1, err.attempts)
-      -- a refused connection sent nothing: the request was not applied
+      -- a refused connection sent nothing: even a non-idempotent call is retried
+      assert.equal(3, err.attempts)
       assert.is_nil(err.maybe_applied)
-      assert.is_false(err.retryable)
+      assert.is_true(err.retryable)
     end)
 
     it("reports a malformed reply as a decode error", function()

@@ -63,7 +63,8 @@ function M.transport(endpoint, reason, detail, idempotent)
   local r = M.REASONS[reason] or M.REASONS.error
   return new{
     kind = "transport", endpoint = endpoint, reason = reason,
-    retryable = r.transient and idempotent,
+    -- a request that never reached the server can be sent again, whatever it is
+    retryable = r.transient and (idempotent or not r.applied),
     -- a non-idempotent request that failed in flight may have been applied
     maybe_applied = (not idempotent and r.applied) or nil,
     message = prefix(endpoint, ("transport error (%s): %s"):format(reason, detail or reason)),
@@ -105,14 +106,15 @@ end
 -- What the retry policy should do with an error:
 --   "refresh" (get a new token, then send again), "retry" (back off, then
 --   send again) or "fail".
-function M.action(err, idempotent)
+function M.action(err)
   if err.kind == "api" then
     if M.TOKEN_INVALID[err.errcode] then return "refresh" end
     if M.BUSY[err.errcode] then return "retry" end
     return "fail"
   end
   if err.kind == "validation" then return "fail" end
-  return (idempotent and err.retryable) and "retry" or "fail"
+  -- retryable already weighs idempotence against whether it was applied
+  return err.retryable and "retry" or "fail"
 end
 
 -- Replaces every occurrence of each secret by "***" (plain text, no patterns).

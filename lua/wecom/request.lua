@@ -106,9 +106,9 @@ local function new_tally() return { attempts = 0, retries = 0, refreshed = false
 -- each request gets once), or nil and the final error, counted and
 -- redacted. `tally` counts the request's attempts, retries and refresh;
 -- can_refresh() drops the failed token and says whether a new one can come.
-function M.after_failure(p, tally, err, idempotent, can_refresh, token_used)
+function M.after_failure(p, tally, err, can_refresh, token_used)
   tally.attempts = tally.attempts + 1
-  local action = errors.action(err, idempotent)
+  local action = errors.action(err)
   if action == "refresh" and not tally.refreshed and can_refresh and can_refresh() then
     tally.refreshed = true
     return 0
@@ -150,7 +150,7 @@ function M.perform(p, ep, body)
     local res, err = interpret(ep, status, reply, detail)
     if res ~= nil then return res end
     tally = tally or new_tally()
-    local wait, final = after_failure(p, tally, err, ep.idempotent,
+    local wait, final = after_failure(p, tally, err,
       ep.with_token and function() return p.tokens:invalidate(current) end, current)
     if not wait then return nil, final end
     if wait > 0 then p.sleep(wait) end
@@ -191,7 +191,7 @@ function M.perform_many(p, ep, bodies, concurrency)
       if res ~= nil then
         outcomes[i] = { res }
       else
-        local wait, final = after_failure(p, tallies[i], err, ep.idempotent, can_refresh, current)
+        local wait, final = after_failure(p, tallies[i], err, can_refresh, current)
         if wait then
           still[#still + 1] = i
           if wait > longest then longest = wait end
