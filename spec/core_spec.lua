@@ -33,6 +33,14 @@ local function new_since(before, now)
 end
 
 describe("wecom.core", function()
+  it("is the one built for this Lua: the specs refuse to run without it", function()
+    local shell = require("support.shell")
+    local rc, out = shell.run(("WECOM_CORE_DIR=/nonexistent %s -e %s"):format(shell.lua,
+      shell.quote('dofile("spec/support/helper.lua")')))
+    assert.is_not.equal(0, rc)
+    assert.truthy(out:find("/nonexistent/wecom/core.so is missing: run `make build", 1, true), out)
+  end)
+
   describe("endpoint table", function()
     it("has one row per seed endpoint with its path and idempotency", function()
       local rows = {}
