@@ -2,6 +2,7 @@
 -- microseconds per call. Prints "name value" lines.
 local core = require("wecom.core")
 local cjson = require("cjson")
+local decode_reply = require("wecom.request").decode_reply
 
 local function micros_per_call(fn)
   for _ = 1, 5 do fn() end
@@ -40,10 +41,10 @@ end
 local page_json = cjson.encode(page)
 
 assert(core.encode(ids.calendar_update, calendar))
-assert(core.decode(page_json))
+assert(decode_reply(page_json))
 print("encode_wecom", micros_per_call(function() return core.encode(ids.calendar_update, calendar) end))
 print("encode_cjson", micros_per_call(function() return cjson.encode(calendar) end))
-print("decode_wecom", micros_per_call(function() return core.decode(page_json) end))
+print("decode_wecom", micros_per_call(function() return decode_reply(page_json) end))
 print("decode_cjson", micros_per_call(function() return cjson.decode(page_json) end))
 print("encode_bytes", #core.encode(ids.calendar_update, calendar))
 print("page_bytes", #page_json)

@@ -77,7 +77,7 @@ local GET_URL = FIXED .. "/cgi-bin/oa/calendar/get?access_token=bench-token"
 local BODY = cjson.encode{ cal_id_list = { CAL_ID } }
 
 local emu = assert(launcher.start{ port = 0, corpid = "wwbench", corpsecret = "bench-secret" })
-local http = core.session{ timeout = 300 }
+local http = require("wecom.transport.curl").new(assert(require("wecom.options").transport{ timeout = 300 }))
 
 local function control(name, body)
   local status, reply = http:request("POST", emu.base_url .. "/emulator/" .. name, cjson.encode(body or {}))
