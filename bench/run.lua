@@ -19,8 +19,8 @@ local core = require("wecom.core")
 local launcher = require("wecom.emulator.launcher")
 local cjson = require("cjson")
 
-local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS") or "") or 9
-local CALLS = tonumber(os.getenv("BENCH_CALLS") or "") or 1500
+local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS") or "") or 5
+local CALLS = tonumber(os.getenv("BENCH_CALLS") or "") or 20000
 local CURL_CALLS = math.max(50, math.floor(CALLS / 15))
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
