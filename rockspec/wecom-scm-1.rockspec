@@ -41,6 +41,7 @@ build = {
     ["wecom.options"] = "lua/wecom/options.lua",
     ["wecom.paging"] = "lua/wecom/paging.lua",
     ["wecom.patch"] = "lua/wecom/patch.lua",
+    ["wecom.reply"] = "lua/wecom/reply.lua",
     ["wecom.request"] = "lua/wecom/request.lua",
     ["wecom.schema"] = "lua/wecom/schema.lua",
     ["wecom.token"] = "lua/wecom/token.lua",
