@@ -71,7 +71,9 @@ function Cursor:next_page()
     self.offset = self.offset + #list
     if self.include_cancelled or #list == 0 then return list end
     local kept = {}
-    for _, s in ipairs(list) do
+    for i, s in ipairs(list) do
+      err = reply.field(PATH, s, ("schedule_list[%d]"):format(i), "status", "number", true)
+      if err then return nil, err end
       if s.status ~= 1 then kept[#kept + 1] = s end
     end
     -- a page of only cancelled schedules is not "caught up": fetch on
