@@ -7,6 +7,7 @@ local M = {}
 -- The helpers, each run against the ids of a calendar and a schedule that
 -- exist: run(client, ids) -> res | nil, err. `paths`: the endpoints it
 -- reads; `reads`: the item fields of those replies it looks into.
+local CALENDAR_ITEM = { list = true, cal_id = true, shares = true, admins = true }
 M.HELPERS = {
   { name = "calendar_get", paths = { "oa/calendar/get" }, reads = {},
     run = function(c, ids) return c:calendar_get{ cal_id_list = { ids.cal_id } } end },
@@ -31,13 +32,13 @@ M.HELPERS = {
       end
       return n
     end },
-  { name = "calendar_patch", paths = { "oa/calendar/get" }, reads = { list = true, cal_id = true, shares = true, admins = true },
+  { name = "calendar_patch", paths = { "oa/calendar/get" }, reads = CALENDAR_ITEM,
     run = function(c, ids) return c:calendar_patch(ids.cal_id, { description = "patched" }) end },
-  { name = "share_calendar", paths = { "oa/calendar/get" }, reads = { list = true, cal_id = true, shares = true, admins = true },
+  { name = "share_calendar", paths = { "oa/calendar/get" }, reads = CALENDAR_ITEM,
     run = function(c, ids) return c:share_calendar(ids.cal_id, { "wangwu" }) end },
-  { name = "unshare_calendar", paths = { "oa/calendar/get" }, reads = { list = true, cal_id = true, shares = true, admins = true },
+  { name = "unshare_calendar", paths = { "oa/calendar/get" }, reads = CALENDAR_ITEM,
     run = function(c, ids) return c:unshare_calendar(ids.cal_id, { "lisi" }) end },
-  { name = "share_calendars", paths = { "oa/calendar/get" }, reads = { list = true, cal_id = true, shares = true, admins = true },
+  { name = "share_calendars", paths = { "oa/calendar/get" }, reads = CALENDAR_ITEM,
     run = function(c, ids)
       local results, err = c:share_calendars({ ids.cal_id }, { "wangwu" }, { concurrency = 2 })
       if not results then return nil, err end
