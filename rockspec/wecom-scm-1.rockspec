@@ -37,6 +37,7 @@ build = {
     ["wecom.bulk"] = "lua/wecom/bulk.lua",
     ["wecom.cache.memory"] = "lua/wecom/cache/memory.lua",
     ["wecom.client"] = "lua/wecom/client.lua",
+    ["wecom.compat"] = "lua/wecom/compat.lua",
     ["wecom.errors"] = "lua/wecom/errors.lua",
     ["wecom.options"] = "lua/wecom/options.lua",
     ["wecom.paging"] = "lua/wecom/paging.lua",

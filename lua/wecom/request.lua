@@ -11,6 +11,7 @@
 -- url = ..., idempotent = bool, with_token = bool}: with_token says whether
 -- the URL carries the access token (everything but gettoken does).
 local core = require("wecom.core")
+local ypcall = require("wecom.compat").pcall -- pcall that a coroutine may yield through
 local errors = require("wecom.errors")
 local options = require("wecom.options")
 local token = require("wecom.token")
@@ -73,7 +74,7 @@ local function send_one(p, method, url, body)
   if p.closed then return nil, "closed", "the client is closed" end
   local transport, terr = p.transports:current()
   if not transport then return nil, "error", terr end
-  local ok, status, reply, detail = pcall(transport.request, transport, method, url, body)
+  local ok, status, reply, detail = ypcall(transport.request, transport, method, url, body)
   if not ok then return nil, "error", "the transport raised: " .. tostring(status) end
   return answer(status, reply, detail)
 end
@@ -98,7 +99,7 @@ end
 local function send_many(p, reqs, concurrency)
   local transport = not p.closed and p.transports:current() or nil
   if transport and concurrency > 1 and #reqs > 1 and options.has_method(transport, "request_many") then
-    local ok, replies = pcall(transport.request_many, transport, reqs, concurrency)
+    local ok, replies = ypcall(transport.request_many, transport, reqs, concurrency)
     if ok and type(replies) == "table" then
       local checked = {}
       for k = 1, #reqs do checked[k] = answer_of(replies[k]) end
@@ -180,7 +181,7 @@ end
 -- Waits between attempts with the client's sleep; a sleep of the user's
 -- that raises only shortens the wait.
 local function wait(p, seconds)
-  pcall(p.sleep, seconds)
+  ypcall(p.sleep, seconds)
 end
 
 -- One request under the retry policy: res, or nil, err. ep.on_attempt(),

@@ -8,6 +8,7 @@
 -- fixed:    a token given by the user, never fetched
 -- callback: the user's function(rejected_token) -> token [, expires_in]
 local core = require("wecom.core")
+local ypcall = require("wecom.compat").pcall -- pcall that a coroutine may yield through
 local errors = require("wecom.errors")
 local memory = require("wecom.cache.memory")
 
@@ -42,7 +43,7 @@ end
 local function cache_call(cache, method, ...)
   local fn = cache[method]
   if fn == nil then return nil end
-  local ok, value = pcall(fn, cache, ...)
+  local ok, value = ypcall(fn, cache, ...)
   if ok then return value end
   return nil
 end
@@ -138,7 +139,7 @@ end
 -- Fetches a token and caches it: token, expires_in | nil, err. Whatever
 -- raises in the fetch is an error, never a raise.
 function Corp:fetch_and_store(renew)
-  local ok, token, expires_in = pcall(self.fetch, renew)
+  local ok, token, expires_in = ypcall(self.fetch, renew)
   if not ok then
     return nil, errors.transport("gettoken", "error", "the token fetch raised: " .. tostring(token), true)
   end
@@ -171,7 +172,7 @@ function Corp:get()
   while not added(cache_call(self.cache, "add", self.lock_key, me, self.attempt_ttl)) do
     local holder = holders[self.lock_key]
     if holder ~= nil and holder ~= co and not self.can_wait() then return self:fetch_and_store(nil) end
-    pcall(self.sleep, M.LOCK_POLL)
+    ypcall(self.sleep, M.LOCK_POLL)
     token = cached(self)
     if token then return token end
     failure = remembered_failure(self)
@@ -237,7 +238,7 @@ function Callback:get()
     return nil, provider_error("called the client it provides tokens for: it must get its token elsewhere")
   end
   self.calling[co] = true
-  local ok, token, expires_in = pcall(self.fn, self.rejected)
+  local ok, token, expires_in = ypcall(self.fn, self.rejected)
   self.calling[co] = nil
   if not ok then return nil, provider_error("raised an error: " .. tostring(token)) end
   if type(token) ~= "string" or token == "" then
