@@ -255,22 +255,31 @@ describe("hardening", function()
   end)
 
   describe("5. a token function that calls its own client", function()
-    it("fails at once with reason token", function()
-      local sent = 0
+    it("is refused at once with reason token, and the outer call goes on", function()
+      local s = session()
+      local _, body = s:request("GET", ("%s/cgi-bin/gettoken?corpid=%s&corpsecret=%s"):format(
+        emu.base_url, emu.corpid, SECRET))
+      s:close()
+      local issued = cjson.decode(body).access_token
+      local sent, inner = 0, {}
       local real = session()
       local client
       client = assert(wecom.new{ base_url = emu.base_url, transport = { request = function(_, m, u, b)
         sent = sent + 1
         return real:request(m, u, b)
       end }, token = function()
-        local res = client:calendar_get{ cal_id_list = { "c" } }
-        return res and "never" or nil
+        -- a mistake users make: the provider asks the client it serves
+        local _, err = client:calendar_get{ cal_id_list = { "c" } }
+        inner[#inner + 1] = err
+        return issued
       end })
       local t0 = core.monotime()
-      local res, err = client:calendar_get{ cal_id_list = { "c" } }
-      assert.is_nil(res)
-      assert.equal("token", err.reason)
-      assert.equal(0, sent)
+      local res, err = client:calendar_add{ calendar = { summary = "s", color = "#000000" } }
+      assert.truthy(res, tostring(err))
+      assert.equal(1, #inner)
+      assert.equal("token", inner[1].reason)
+      assert.truthy(inner[1].message:find("called the client it provides tokens for", 1, true), inner[1].message)
+      assert.equal(1, sent) -- only the outer call's request
       assert.is_true(core.monotime() - t0 < 1)
     end)
   end)
