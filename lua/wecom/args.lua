@@ -1,5 +1,10 @@
 -- Argument checks of the Lua helpers: each returns nil when the value is
 -- fine, or a validation error naming the helper and the argument.
+--
+-- The caller's tables are read raw (next, rawget, rawlen), as the C encoder
+-- reads them: their __index, __pairs and __len never run, so a proxy table
+-- is refused the same way by a helper and by an endpoint method, and a
+-- metamethod that raises can't raise out of the library.
 local core = require("wecom.core")
 local errors = require("wecom.errors")
 local schema = require("wecom.schema")
@@ -10,6 +15,28 @@ local ID_MIN, ID_MAX = schema.ID.min, schema.ID.max
 
 local function fail(helper, field, text)
   return errors.validation(helper, field, text)
+end
+
+-- The length of a table without __len.
+M.rawlen = rawget(_G, "rawlen") or function(t) return #t end
+local rawlen = M.rawlen
+
+-- A value for a message, without calling its __tostring.
+local function describe(v)
+  local t = type(v)
+  if t == "number" or t == "boolean" then return tostring(v) end
+  if t == "string" then return ("%q"):format(#v > 40 and v:sub(1, 40) .. "..." or v) end
+  return t
+end
+M.describe = describe
+
+-- Whether t is a list (keys 1..n only, read raw): its length, or nil.
+function M.list_length(t)
+  if type(t) ~= "table" then return nil end
+  local n = 0
+  for _ in next, t do n = n + 1 end
+  if n ~= rawlen(t) then return nil end
+  return n
 end
 
 -- An id (cal_id, schedule_id, userid): a string of as many bytes as the
@@ -27,11 +54,10 @@ end
 -- A list (a table with keys 1..n only) of ids.
 function M.id_list(helper, field, v)
   if type(v) ~= "table" then return fail(helper, field, "expected a list of ids") end
-  local n = 0
-  for _ in pairs(v) do n = n + 1 end
-  if n ~= #v then return fail(helper, field, "expected a list of ids, got a table with other keys") end
+  local n = M.list_length(v)
+  if not n then return fail(helper, field, "expected a list of ids, got a table with other keys") end
   for i = 1, n do
-    local err = M.id(helper, ("%s[%d]"):format(field, i), v[i])
+    local err = M.id(helper, ("%s[%d]"):format(field, i), rawget(v, i))
     if err then return err end
   end
   return nil
@@ -39,7 +65,7 @@ end
 
 function M.integer(helper, field, v, min, max)
   if type(v) ~= "number" or v ~= math.floor(v) or v < min or v > max then
-    return fail(helper, field, ("expected an integer in %d..%d, got %s"):format(min, max, tostring(v)))
+    return fail(helper, field, ("expected an integer in %d..%d, got %s"):format(min, max, describe(v)))
   end
   return nil
 end
@@ -53,10 +79,20 @@ end
 function M.options(helper, v, allowed)
   if v == nil then return nil end
   if type(v) ~= "table" then return fail(helper, "opts", "expected a table") end
-  for k in pairs(v) do
-    if not allowed[k] then return fail(helper, "opts." .. tostring(k), "unknown option") end
+  for k in next, v do
+    if not allowed[k] then return fail(helper, "opts." .. (type(k) == "string" and k or describe(k)), "unknown option") end
   end
   return nil
+end
+
+-- A raw copy of an options table (nil: an empty one), once args.options
+-- has checked it.
+function M.copy(opts)
+  local o = {}
+  if opts ~= nil then
+    for k, v in next, opts do o[k] = v end
+  end
+  return o
 end
 
 -- opts = {concurrency = N, ...} with keys in `allowed`: N (default 1,
@@ -64,7 +100,7 @@ end
 function M.concurrency(helper, opts, allowed)
   local err = M.options(helper, opts, allowed)
   if err then return nil, err end
-  local n = opts and opts.concurrency or 1
+  local n = opts and rawget(opts, "concurrency") or 1
   err = M.integer(helper, "opts.concurrency", n, 1, core.MAX_CONCURRENCY)
   if err then return nil, err end
   return n

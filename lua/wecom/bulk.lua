@@ -1,16 +1,18 @@
 -- Bulk reads: any number of ids, fetched in batches of the API's maximum,
 -- answered in input order.
 local args = require("wecom.args")
+local reply = require("wecom.reply")
 local schema = require("wecom.schema")
 
 local M = {}
 
 local OPTIONS = { concurrency = true }
 
--- The list without repeats, in first-seen order.
+-- The list (checked by args.id_list) without repeats, in first-seen order.
 local function unique(list)
   local out, seen = {}, {}
-  for _, v in ipairs(list) do
+  for i = 1, args.rawlen(list) do
+    local v = rawget(list, i)
     if not seen[v] then
       seen[v] = true
       out[#out + 1] = v
@@ -44,17 +46,23 @@ local function by_id(client, helper, field, ids, opts, kind)
   local found = {}
   for _, r in ipairs(client:call_many(kind.get, bodies, { concurrency = concurrency })) do
     if not r.ok then return nil, r.err end
-    for _, item in ipairs(r.result[kind.reply] or {}) do found[item[kind.id]] = item end
+    local items, rerr = reply.objects(kind.path, r.result, kind.reply)
+    if not items then return nil, rerr end
+    for i, item in ipairs(items) do
+      rerr = reply.field(kind.path, item, ("%s[%d]"):format(kind.reply, i), kind.id, "string")
+      if rerr then return nil, rerr end
+      found[item[kind.id]] = item
+    end
   end
   local out = {}
-  for i, id in ipairs(ids) do out[i] = found[id] or false end
+  for i = 1, args.rawlen(ids) do out[i] = found[rawget(ids, i)] or false end
   return out
 end
 
 -- How calendars and schedules are read by id: the get method, its list of
 -- ids (and how many it takes), the reply's list, the id field.
-local function kind(get, list, reply, id)
-  return { get = get, list = list, reply = reply, id = id, path = schema.by_name[get].path,
+local function kind(get, list, reply_list, id)
+  return { get = get, list = list, reply = reply_list, id = id, path = schema.by_name[get].path,
     batch = schema.field(get, list).max }
 end
 M.KINDS = {

@@ -40,12 +40,17 @@ end
 local function tokens_for(p)
   local o = p.options
   if o.corpid then
+    local attempt = o.timeout + o.connect_timeout
     return token.corp{
       base_url = o.base_url, corpid = o.corpid, corpsecret = o.corpsecret, cache = o.token_cache,
-      fetch = function() return request.fetch_token(p) end,
-      sleep = transport.sleep,
+      fetch = function(renew) return request.fetch_token(p, renew) end,
+      sleep = p.sleep,
+      -- a sleep of the user's yields (copas.sleep); ngx.sleep does in cosocket phases
+      can_wait = function() return o.sleep ~= nil or transport.in_cosocket_phase() end,
+      -- one attempt and the back-off after it; the holder renews the lock before each retry
+      attempt_ttl = attempt + o.retry_max_delay + 1,
       -- the longest a fetch can take: every attempt and every back-off
-      lock_ttl = (o.max_retries + 1) * (o.timeout + o.connect_timeout) + o.max_retries * o.retry_max_delay,
+      fetch_ttl = (o.max_retries + 1) * attempt + o.max_retries * o.retry_max_delay + 1,
     }
   elseif o.access_token then
     return token.fixed(o.access_token)
@@ -57,7 +62,7 @@ end
 function M.new(opts)
   local o, err = options.check(opts)
   if not o then return nil, err end
-  local p = { options = o, sleep = transport.sleep, transports = transport.chooser(o.transport, o) }
+  local p = { options = o, sleep = o.sleep or transport.sleep, transports = transport.chooser(o.transport, o) }
   -- per client: the URLs carry its base_url
   p.endpoints = {}
   for _, ep in ipairs(schema.endpoints) do p.endpoints[ep.name] = endpoint(p, ep.path, ep.idempotent) end
@@ -93,7 +98,7 @@ function Client:call(path, body, opts)
   end
   local payload, field, text = core.encode(nil, body == nil and {} or body)
   if not payload then return nil, errors.validation(path, field, text) end
-  return request.perform(p, endpoint(p, path, (opts and opts.idempotent) and true or false), payload)
+  return request.perform(p, endpoint(p, path, (opts and rawget(opts, "idempotent")) and true or false), payload)
 end
 
 local CALL_MANY_OPTIONS = { concurrency = true }
@@ -114,8 +119,8 @@ function Client:call_many(method, bodies, opts)
   local concurrency, err = args.concurrency("call_many", opts, CALL_MANY_OPTIONS)
   if not concurrency then return nil, err end
   local results, payloads, owners = {}, {}, {}
-  for i = 1, #bodies do
-    local payload, field, text = core.encode(ep.id, bodies[i])
+  for i = 1, args.rawlen(bodies) do
+    local payload, field, text = core.encode(ep.id, rawget(bodies, i))
     if payload then
       payloads[#payloads + 1] = payload
       owners[#payloads] = i

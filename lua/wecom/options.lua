@@ -91,6 +91,12 @@ M.SPEC = {
     if type(v) ~= "string" or v:find("%c") then return nil, "expected a string without control characters" end
     return v
   end },
+  -- waits between attempts and for another caller's token fetch; give a
+  -- sleep that yields (copas.sleep) when your transport yields
+  sleep = { check = function(v)
+    if not is_callable(v) then return nil, "expected a function(seconds) that waits" end
+    return v
+  end },
   transport = { default = "auto", check = function(v)
     if v == "auto" or v == "curl" or v == "ngx" then return v end
     if not has_method(v, "request") then
@@ -112,7 +118,7 @@ end
 local function complete(opts, allowed)
   if type(opts) ~= "table" then return fail(nil, "expected a table of options") end
   local o = {}
-  for name, value in pairs(opts) do
+  for name, value in next, opts do
     local spec = allowed[name] and M.SPEC[name]
     if not spec then return fail(tostring(name), "unknown option") end
     local v, why = spec.check(value)

@@ -4,10 +4,12 @@
 -- offset is past the end; schedules added later are fetched by continuing
 -- from that same offset. Cancelled schedules stay in the list (status 1).
 local args = require("wecom.args")
+local reply = require("wecom.reply")
 local schema = require("wecom.schema")
 
 local M = {}
 
+local PATH = schema.by_name.schedule_get_by_calendar.path
 local OFFSET = schema.field("schedule_get_by_calendar", "offset")
 local LIMIT = schema.field("schedule_get_by_calendar", "limit")
 
@@ -17,31 +19,33 @@ Cursor.__name = "wecom.schedule_cursor"
 
 local OPTIONS = { offset = true, limit = true, include_cancelled = true }
 
+-- opts checked and copied raw: the copy, or nil, err.
 local function check(cal_id, opts)
   local helper = "schedule_cursor"
   local err = args.id(helper, "cal_id", cal_id) or args.options(helper, opts, OPTIONS)
-  if err then return err end
-  opts = opts or {}
+  if err then return nil, err end
+  opts = args.copy(opts)
   if opts.offset ~= nil then
     err = args.integer(helper, "opts.offset", opts.offset, OFFSET.min, OFFSET.max)
-    if err then return err end
+    if err then return nil, err end
   end
   if opts.limit ~= nil then
     err = args.integer(helper, "opts.limit", opts.limit, LIMIT.min, LIMIT.max)
-    if err then return err end
+    if err then return nil, err end
   end
   if opts.include_cancelled ~= nil then
-    return args.boolean(helper, "opts.include_cancelled", opts.include_cancelled)
+    err = args.boolean(helper, "opts.include_cancelled", opts.include_cancelled)
+    if err then return nil, err end
   end
-  return nil
+  return opts
 end
 
 -- client:schedule_cursor(cal_id, {offset = 0, limit = 1000, include_cancelled = true})
 -- (limit defaults to the most get_by_calendar returns)
 function M.schedule_cursor(client, cal_id, opts)
-  local err = check(cal_id, opts)
-  if err then return nil, err end
-  opts = opts or {}
+  local err
+  opts, err = check(cal_id, opts)
+  if not opts then return nil, err end
   return setmetatable({
     client = client,
     cal_id = cal_id,
@@ -61,11 +65,15 @@ function Cursor:next_page()
       cal_id = self.cal_id, offset = self.offset, limit = self.limit,
     }
     if not res then return nil, err end
-    local list = res.schedule_list or {}
+    local list
+    list, err = reply.objects(PATH, res, "schedule_list")
+    if not list then return nil, err end
     self.offset = self.offset + #list
     if self.include_cancelled or #list == 0 then return list end
     local kept = {}
-    for _, s in ipairs(list) do
+    for i, s in ipairs(list) do
+      err = reply.field(PATH, s, ("schedule_list[%d]"):format(i), "status", "number", true)
+      if err then return nil, err end
       if s.status ~= 1 then kept[#kept + 1] = s end
     end
     -- a page of only cancelled schedules is not "caught up": fetch on

@@ -7,6 +7,7 @@
 local args = require("wecom.args")
 local bulk = require("wecom.bulk")
 local errors = require("wecom.errors")
+local reply = require("wecom.reply")
 local schema = require("wecom.schema")
 
 local M = {}
@@ -32,14 +33,35 @@ local function one_of(list, v)
   return false
 end
 
+-- The fields of a read item that the helpers use, checked: nil, or the error.
+local CHECKS = {
+  calendar = function(path, item, at)
+    local shares, err = reply.objects(path, item, "shares", at)
+    if not shares then return err end
+    for i = 1, #shares do
+      err = reply.field(path, shares[i], ("%s.shares[%d]"):format(at, i), "userid", "string")
+      if err then return err end
+    end
+    return reply.list_of(path, item, at, "admins", "string")
+  end,
+  schedule = function(path, item, at)
+    return reply.field(path, item, at, "start_time", "number") or reply.field(path, item, at, "end_time", "number")
+      or reply.field(path, item, at, "reminders", "table", true)
+  end,
+}
+
 -- The item of a get reply, as the body of an update that keeps every field
 -- (a copy without the refused ones), and the item as read; or nil, err.
 local function updatable(kind, res, id)
   local k = bulk.KINDS[kind]
-  local item = res[k.reply] and res[k.reply][1]
-  if type(item) ~= "table" or item[k.id] ~= id then
+  local list, err = reply.objects(k.path, res, k.reply)
+  if not list then return nil, err end
+  local item = list[1]
+  if item == nil or item[k.id] ~= id then
     return nil, errors.decode(k.path, ("the reply does not hold %s %s"):format(kind, id), 200, true)
   end
+  err = CHECKS[kind](k.path, item, k.reply .. "[1]")
+  if err then return nil, err end
   local body = {}
   for f, v in pairs(item) do
     if not REFUSED[kind][f] then body[f] = v end
@@ -56,16 +78,19 @@ end
 
 local function read(client, cal_id) return read_one(client, "calendar", cal_id) end
 
--- `changes` must name fields, and none an update refuses; nil when fine.
+-- `changes` must name fields, and none an update refuses: a raw copy of
+-- it, or nil, err.
 local function check_changes(helper, kind, id, changes)
   local id_field = bulk.KINDS[kind].id
-  if type(changes) ~= "table" then return errors.validation(helper, "changes", "expected a table") end
-  for f, v in pairs(changes) do
-    if type(f) ~= "string" then return errors.validation(helper, "changes", "expected field names as keys") end
-    if REFUSED[kind][f] then return errors.validation(helper, "changes." .. f, "can't be updated") end
-    if f == id_field and v ~= id then return errors.validation(helper, "changes." .. f, "can't be changed") end
+  if type(changes) ~= "table" then return nil, errors.validation(helper, "changes", "expected a table") end
+  local copy = {}
+  for f, v in next, changes do
+    if type(f) ~= "string" then return nil, errors.validation(helper, "changes", "expected field names as keys") end
+    if REFUSED[kind][f] then return nil, errors.validation(helper, "changes." .. f, "can't be updated") end
+    if f == id_field and v ~= id then return nil, errors.validation(helper, "changes." .. f, "can't be changed") end
+    copy[f] = v
   end
-  return nil
+  return copy
 end
 
 -- The update that writes a calendar back. Unless public_range is being
@@ -87,8 +112,10 @@ end
 -- client:calendar_patch(cal_id, changes) -> update reply | nil, err
 function M.calendar_patch(client, cal_id, changes)
   local helper = "calendar_patch"
-  local err = args.id(helper, "cal_id", cal_id) or check_changes(helper, "calendar", cal_id, changes)
+  local err = args.id(helper, "cal_id", cal_id)
   if err then return nil, err end
+  changes, err = check_changes(helper, "calendar", cal_id, changes)
+  if not changes then return nil, err end
   local body
   body, err = read(client, cal_id)
   if not body then return nil, err end
@@ -109,10 +136,11 @@ local OP_OPTIONS = { op_mode = true, op_start_time = true }
 -- makes it a single schedule).
 function M.schedule_patch(client, schedule_id, changes, opts)
   local helper = "schedule_patch"
-  local err = args.id(helper, "schedule_id", schedule_id) or args.options(helper, opts, OP_OPTIONS) or
-    check_changes(helper, "schedule", schedule_id, changes)
+  local err = args.id(helper, "schedule_id", schedule_id) or args.options(helper, opts, OP_OPTIONS)
   if err then return nil, err end
-  opts = opts or {}
+  changes, err = check_changes(helper, "schedule", schedule_id, changes)
+  if not changes then return nil, err end
+  opts = args.copy(opts)
   local mode = opts.op_mode or 0
   err = args.integer(helper, "opts.op_mode", mode, OP_MODE.min, OP_MODE.max)
   if err then return nil, err end
@@ -127,9 +155,9 @@ function M.schedule_patch(client, schedule_id, changes, opts)
   for k, v in pairs(type(old.reminders) == "table" and old.reminders or {}) do
     if not REFUSED.reminders[k] then reminders[k] = v end
   end
-  for k, v in pairs(changes) do
+  for k, v in next, changes do
     if k == "reminders" and type(v) == "table" then
-      for rk, rv in pairs(v) do reminders[rk] = rv end
+      for rk, rv in next, v do reminders[rk] = rv end
     elseif k == "reminders" then
       reminders = v -- not a table: sent as given, for the schema to judge
     else
@@ -145,7 +173,7 @@ function M.schedule_patch(client, schedule_id, changes, opts)
     body.end_time = body.start_time + duration
   end
   if mode == 1 and type(reminders) == "table" and
-    (type(changes.reminders) ~= "table" or changes.reminders.is_repeat == nil) then
+    (type(changes.reminders) ~= "table" or rawget(changes.reminders, "is_repeat") == nil) then
     reminders.is_repeat = 0
   end
   local req = { schedule = body }
@@ -163,16 +191,19 @@ end
 -- Members as userid strings or {userid=, readonly=} / {userid=, permission=},
 -- checked and normalised to tables.
 local function normalise_members(helper, members)
-  if type(members) ~= "table" or #members == 0 then
+  local n = args.list_length(members)
+  if not n or n == 0 then
     return nil, errors.validation(helper, "members", "expected a non-empty list of members")
   end
   local out = {}
-  for i, m in ipairs(members) do
+  for i = 1, n do
+    local m = rawget(members, i)
     local field = ("members[%d]"):format(i)
     if type(m) == "string" then m = { userid = m } end
     if type(m) ~= "table" then
       return nil, errors.validation(helper, field, "expected a userid or {userid = ..., readonly = ...}")
     end
+    m = args.copy(m)
     local err = args.id(helper, field .. ".userid", m.userid)
     if err then return nil, err end
     local readonly = m.readonly
@@ -244,7 +275,7 @@ function M.unshare_calendar(client, cal_id, userids)
   body, err = read(client, cal_id)
   if not body then return nil, err end
   local gone = {}
-  for _, u in ipairs(userids) do gone[u] = true end
+  for i = 1, args.rawlen(userids) do gone[rawget(userids, i)] = true end
   local function keep(list, key)
     local out = {}
     for _, v in ipairs(list or {}) do
@@ -270,6 +301,7 @@ function M.share_calendars(client, cal_ids, members, opts)
   if not list then return nil, err end
   n, err = bulk.concurrency(helper, opts)
   if not n then return nil, err end
+  cal_ids = args.copy(cal_ids) -- checked as a list of ids: a raw copy
   local results = {}
   for first = 1, #cal_ids, n do
     local chunk, reads = {}, {}

@@ -11,8 +11,10 @@
 -- url = ..., idempotent = bool, with_token = bool}: with_token says whether
 -- the URL carries the access token (everything but gettoken does).
 local core = require("wecom.core")
+local ypcall = require("wecom.compat").pcall -- pcall that a coroutine may yield through
 local errors = require("wecom.errors")
 local options = require("wecom.options")
+local token = require("wecom.token")
 
 local M = {}
 
@@ -47,27 +49,62 @@ local function secrets_of(p, current)
   return list
 end
 
+-- A transport's answer, checked: status, body, or nil, reason, message.
+-- Anything outside the contract (a status that is no HTTP status, a body
+-- that is no string, a reason that is no string) is a transport error.
+local function answer(status, body, detail)
+  if status == nil or status == false then
+    if type(body) ~= "string" then
+      return nil, "error", "the transport failed without naming a reason"
+    end
+    return nil, body, type(detail) == "string" and detail or body
+  end
+  if type(status) ~= "number" or status ~= math.floor(status) or status < 100 or status > 599 then
+    return nil, "error", "the transport answered a status that is not an HTTP status: " .. type(status)
+  end
+  if type(body) ~= "string" then
+    return nil, "error", "the transport answered status " .. status .. " without a body string"
+  end
+  return status, body
+end
+
 -- One request through the transport of the moment: status, body, or nil,
 -- reason, message (a raising transport is a transport error too).
 local function send_one(p, method, url, body)
   if p.closed then return nil, "closed", "the client is closed" end
   local transport, terr = p.transports:current()
   if not transport then return nil, "error", terr end
-  local ok, status, reply, detail = pcall(transport.request, transport, method, url, body)
+  local ok, status, reply, detail = ypcall(transport.request, transport, method, url, body)
   if not ok then return nil, "error", "the transport raised: " .. tostring(status) end
-  if not status then return nil, reply or "network", detail end
-  return status, reply
+  return answer(status, reply, detail)
 end
 
 local NO_REPLY = { reason = "error", message = "the transport gave no reply for this request" }
+
+-- One entry of request_many's results, checked as answer() checks.
+local function answer_of(r)
+  if type(r) ~= "table" then return NO_REPLY end
+  local status, body, detail
+  if r.status ~= nil then
+    status, body, detail = answer(r.status, r.body)
+  else
+    status, body, detail = answer(nil, r.reason, r.message)
+  end
+  if status then return { status = status, body = body } end
+  return { reason = body, message = detail }
+end
 
 -- Several requests: one reply each, {status =, body =} or {reason =,
 -- message =}; up to `concurrency` at once where the transport can.
 local function send_many(p, reqs, concurrency)
   local transport = not p.closed and p.transports:current() or nil
   if transport and concurrency > 1 and #reqs > 1 and options.has_method(transport, "request_many") then
-    local ok, replies = pcall(transport.request_many, transport, reqs, concurrency)
-    if ok and type(replies) == "table" then return replies end
+    local ok, replies = ypcall(transport.request_many, transport, reqs, concurrency)
+    if ok and type(replies) == "table" then
+      local checked = {}
+      for k = 1, #reqs do checked[k] = answer_of(replies[k]) end
+      return checked
+    end
     local broken = {}
     for k = 1, #reqs do broken[k] = { reason = "error", message = "the transport raised: " .. tostring(replies) } end
     return broken
@@ -81,14 +118,20 @@ local function send_many(p, reqs, concurrency)
 end
 
 -- What a reply means: the decoded reply, or nil, err. `status` nil: a
--- transport failure, with `body` its reason.
-local function interpret(ep, status, body, detail)
+-- transport failure, with `body` its reason. `current`: the token the
+-- request carried, kept out of the error with the other secrets. An
+-- endpoint's check(res) may refuse a reply that decoded (nil, why).
+local function interpret(p, ep, status, body, detail, current)
   local name, idempotent = ep.name, ep.idempotent
-  if not status then return nil, errors.transport(name, body, detail, idempotent) end
-  if status ~= 200 then return nil, errors.http(name, status, body, idempotent) end
+  if not status then return nil, errors.transport(name, body, detail, idempotent, secrets_of(p, current)) end
+  if status ~= 200 then return nil, errors.http(name, status, body, idempotent, secrets_of(p, current)) end
   local res, errcode = decode_reply(body)
-  if not res then return nil, errors.decode(name, errcode, status, idempotent) end
-  if errcode ~= 0 then return nil, errors.api(name, errcode, res.errmsg, status) end
+  if not res then return nil, errors.decode(name, errcode, status, idempotent, secrets_of(p, current)) end
+  if errcode ~= 0 then return nil, errors.api(name, errcode, res.errmsg, status, secrets_of(p, current)) end
+  if ep.check then
+    local why = ep.check(res)
+    if why then return nil, errors.decode(name, why, status, idempotent, secrets_of(p, current)) end
+  end
   return res
 end
 
@@ -135,10 +178,18 @@ local function with_token_url(p, url, access_token)
   return full
 end
 
--- One request under the retry policy: res, or nil, err.
+-- Waits between attempts with the client's sleep; a sleep of the user's
+-- that raises only shortens the wait.
+local function wait(p, seconds)
+  ypcall(p.sleep, seconds)
+end
+
+-- One request under the retry policy: res, or nil, err. ep.on_attempt(),
+-- when there is one, runs before every attempt after the first.
 function M.perform(p, ep, body)
   local tally
   while true do
+    if tally and ep.on_attempt then ep.on_attempt() end
     local url, current = ep.url, nil
     if ep.with_token then
       local err
@@ -147,13 +198,13 @@ function M.perform(p, ep, body)
       url = with_token_url(p, url, current)
     end
     local status, reply, detail = send_one(p, ep.method, url, body)
-    local res, err = interpret(ep, status, reply, detail)
+    local res, err = interpret(p, ep, status, reply, detail, current)
     if res ~= nil then return res end
     tally = tally or new_tally()
-    local wait, final = after_failure(p, tally, err,
+    local seconds, final = after_failure(p, tally, err,
       ep.with_token and function() return p.tokens:invalidate(current) end, current)
-    if not wait then return nil, final end
-    if wait > 0 then p.sleep(wait) end
+    if not seconds then return nil, final end
+    if seconds > 0 then wait(p, seconds) end
   end
 end
 
@@ -187,40 +238,51 @@ function M.perform_many(p, ep, bodies, concurrency)
     local still, longest = {}, 0
     for k, i in ipairs(pending) do
       local r = type(replies[k]) == "table" and replies[k] or NO_REPLY
-      local res, err = interpret(ep, r.status, r.status and r.body or r.reason, r.message)
+      local res, err = interpret(p, ep, r.status, r.status and r.body or r.reason, r.message, current)
       if res ~= nil then
         outcomes[i] = { res }
       else
-        local wait, final = after_failure(p, tallies[i], err, can_refresh, current)
-        if wait then
+        local seconds, final = after_failure(p, tallies[i], err, can_refresh, current)
+        if seconds then
           still[#still + 1] = i
-          if wait > longest then longest = wait end
+          if seconds > longest then longest = seconds end
         else
           outcomes[i] = { nil, final }
         end
       end
     end
     pending = still
-    if #pending > 0 and longest > 0 then p.sleep(longest) end
+    if #pending > 0 and longest > 0 then wait(p, longest) end
   end
   return outcomes
 end
 
--- GET /cgi-bin/gettoken -> token, expires_in | nil, err
-function M.fetch_token(p)
+-- access_token and expires_in of a gettoken reply: nil when usable, else why not.
+local function check_token_reply(res)
+  local tok, expires_in = res.access_token, res.expires_in
+  if type(tok) ~= "string" or tok == "" or #tok > 2048 or tok:find("[%c%s]") then
+    return "no usable access_token in the reply"
+  end
+  if type(expires_in) == "string" and expires_in:match("^%d+$") then expires_in = tonumber(expires_in) end
+  if type(expires_in) ~= "number" or not (expires_in >= 1 and expires_in <= token.MAX_EXPIRES_IN) then
+    return ("expires_in is not a number of seconds in 1..%d"):format(token.MAX_EXPIRES_IN)
+  end
+  return nil
+end
+
+-- GET /cgi-bin/gettoken -> token, expires_in | nil, err. renew(), when
+-- given, runs before every retry (the fetch lock's holder keeps it).
+function M.fetch_token(p, renew)
   local o = p.options
   local ep = {
     name = "gettoken", method = "GET", idempotent = true, with_token = false,
     url = ("%s/cgi-bin/gettoken?corpid=%s&corpsecret=%s"):format(
       o.base_url, urlescape(o.corpid), urlescape(o.corpsecret)),
+    check = check_token_reply, on_attempt = renew,
   }
   local res, err = M.perform(p, ep, nil)
   if not res then return nil, err end
-  local tok, expires_in = res.access_token, tonumber(res.expires_in)
-  if type(tok) ~= "string" or tok == "" or #tok > 2048 or tok:find("[%c%s]") or not expires_in or expires_in <= 0 then
-    return nil, errors.decode("gettoken", "no usable access_token/expires_in in the reply", 200, true)
-  end
-  return tok, expires_in
+  return res.access_token, tonumber(res.expires_in)
 end
 
 return M

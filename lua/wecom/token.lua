@@ -8,6 +8,7 @@
 -- fixed:    a token given by the user, never fetched
 -- callback: the user's function(rejected_token) -> token [, expires_in]
 local core = require("wecom.core")
+local ypcall = require("wecom.compat").pcall -- pcall that a coroutine may yield through
 local errors = require("wecom.errors")
 local memory = require("wecom.cache.memory")
 
@@ -24,6 +25,11 @@ M.CONFIG_ERRORS = { [40001] = true, [40013] = true }
 M.CONFIG_ERROR_TTL = 60
 local config_failures = {}
 
+-- The longest expires_in we believe (WeCom gives 7200): a token that claims
+-- more, or a lifetime that is no finite number, is not kept for it.
+M.MAX_EXPIRES_IN = 86400
+local MAX_EXPIRES_IN = M.MAX_EXPIRES_IN
+
 -- Seconds a token may be used: refreshed a little before WeCom expires it.
 function M.lifetime(expires_in)
   return expires_in - math.min(300, expires_in / 10)
@@ -37,7 +43,7 @@ end
 local function cache_call(cache, method, ...)
   local fn = cache[method]
   if fn == nil then return nil end
-  local ok, value = pcall(fn, cache, ...)
+  local ok, value = ypcall(fn, cache, ...)
   if ok then return value end
   return nil
 end
@@ -49,9 +55,20 @@ Corp.__index = Corp
 -- How often a caller waiting for another's fetch looks at the cache.
 M.LOCK_POLL = 0.02
 
--- opts: corpid, corpsecret, base_url, cache (optional), fetch: a function
--- returning token, expires_in or nil, err; sleep(seconds); lock_ttl: the
--- longest one fetch can take (seconds), retries included.
+-- The fetch locks this Lua state holds: lock key -> the coroutine holding
+-- it (MAIN outside any coroutine), so a waiter can tell that the holder is
+-- one of its own coroutines.
+local holders = {}
+local MAIN = {}
+local function current_coroutine() return coroutine.running() or MAIN end
+
+-- opts: corpid, corpsecret, base_url, cache (optional); fetch(renew): a
+-- function returning token, expires_in or nil, err, calling renew() before
+-- each retry; sleep(seconds); can_wait(): whether sleep lets the other
+-- coroutines of this Lua state run; attempt_ttl: the longest one attempt of
+-- a fetch takes, the lock's lifetime, renewed by its holder before each
+-- retry (so a dead holder's lock is gone soon); fetch_ttl: the longest a
+-- whole fetch takes, retries included (a waiter's patience).
 function M.corp(opts)
   local cache = opts.cache or default_cache
   local ok, add = pcall(function() return cache.add end)
@@ -64,7 +81,9 @@ function M.corp(opts)
     can_lock = ok and add ~= nil,
     fetch = opts.fetch,
     sleep = opts.sleep or core.sleep,
-    lock_ttl = opts.lock_ttl or 60,
+    can_wait = opts.can_wait or function() return false end,
+    attempt_ttl = opts.attempt_ttl or 30,
+    fetch_ttl = opts.fetch_ttl or 120,
   }, Corp)
 end
 
@@ -117,48 +136,63 @@ local function lock_owner()
   return ("%.0f-%.0f"):format(core.monotime() * 1e6, core.random() * 1e15)
 end
 
+-- Fetches a token and caches it: token, expires_in | nil, err. Whatever
+-- raises in the fetch is an error, never a raise.
+function Corp:fetch_and_store(renew)
+  local ok, token, expires_in = ypcall(self.fetch, renew)
+  if not ok then
+    return nil, errors.transport("gettoken", "error", "the token fetch raised: " .. tostring(token), true)
+  end
+  if not token then
+    local err = expires_in
+    if err.kind == "api" and M.CONFIG_ERRORS[err.errcode] then remember_failure(self, err) end
+    return nil, err
+  end
+  cache_call(self.cache, "set", self.key, token, M.lifetime(expires_in))
+  return token
+end
+
 -- With a cache that has add() (ngx.shared.DICT, the default cache), one
 -- caller fetches while the others (other workers, other coroutines) wait,
 -- reading the cache, until the token (or a remembered configuration error)
--- appears. A lock left by a caller that died expires after lock_ttl and is
--- taken by a waiter; past twice that, a waiter gives up with an error.
+-- appears. The lock lives one attempt and its holder renews it before each
+-- retry: a holder that died leaves a lock that is soon gone, and a waiter
+-- takes it. A waiter gives up after the longest a whole fetch can take. A
+-- waiter whose sleep can't let the holder run (the holder is a coroutine of
+-- this Lua state, and the sleep blocks the whole state) does not wait: it
+-- fetches on its own.
 function Corp:get()
   local token = cached(self)
   if token then return token end
   local failure = remembered_failure(self)
   if failure then return nil, failure end
-  local owner
-  if self.can_lock then
-    local deadline = core.monotime() + 2 * self.lock_ttl
-    local me = lock_owner()
-    while true do
-      if added(cache_call(self.cache, "add", self.lock_key, me, self.lock_ttl)) then
-        owner = me
-        break
-      end
-      self.sleep(M.LOCK_POLL)
-      token = cached(self)
-      if token then return token end
-      failure = remembered_failure(self)
-      if failure then return nil, failure end
-      if core.monotime() >= deadline then
-        return nil, errors.transport("gettoken", "timeout", "waited too long for another caller's token fetch", true)
-      end
+  if not self.can_lock then return self:fetch_and_store(nil) end
+  local me, co = lock_owner(), current_coroutine()
+  local deadline = core.monotime() + self.fetch_ttl
+  while not added(cache_call(self.cache, "add", self.lock_key, me, self.attempt_ttl)) do
+    local holder = holders[self.lock_key]
+    if holder ~= nil and holder ~= co and not self.can_wait() then return self:fetch_and_store(nil) end
+    ypcall(self.sleep, M.LOCK_POLL)
+    token = cached(self)
+    if token then return token end
+    failure = remembered_failure(self)
+    if failure then return nil, failure end
+    if core.monotime() >= deadline then
+      return nil, errors.transport("gettoken", "timeout", "waited too long for another caller's token fetch", true)
     end
-    token = cached(self) -- another caller may have finished just before
   end
-  local expires_in, err
-  if not token then
-    token, expires_in = self.fetch()
-    if token then cache_call(self.cache, "set", self.key, token, M.lifetime(expires_in)) end
+  holders[self.lock_key] = co
+  local cache, lock_key, ttl = self.cache, self.lock_key, self.attempt_ttl
+  local function renew()
+    if cache_call(cache, "get", lock_key) == me then cache_call(cache, "set", lock_key, me, ttl) end
   end
+  local err
+  token = cached(self) -- another caller may have finished just before
+  if not token then token, err = self:fetch_and_store(renew) end
+  holders[lock_key] = nil
   -- the lock is released only if it is still ours, not a successor's
-  if owner and cache_call(self.cache, "get", self.lock_key) == owner then drop(self.cache, self.lock_key) end
-  if not token then
-    err = expires_in
-    if err.kind == "api" and M.CONFIG_ERRORS[err.errcode] then remember_failure(self, err) end
-    return nil, err
-  end
+  if cache_call(cache, "get", lock_key) == me then drop(cache, lock_key) end
+  if not token then return nil, err end
   return token
 end
 
@@ -186,7 +220,7 @@ local Callback = {}
 Callback.__index = Callback
 
 function M.callback(fn)
-  return setmetatable({ fn = fn }, Callback)
+  return setmetatable({ fn = fn, calling = setmetatable({}, { __mode = "k" }) }, Callback)
 end
 
 local function provider_error(text)
@@ -194,16 +228,24 @@ local function provider_error(text)
 end
 
 -- Without expires_in the function is asked for every request: it is then
--- the user's own cache. With it, the token is kept that long.
+-- the user's own cache. With it, the token is kept that long. A function
+-- that calls the client it provides tokens for would come back here from
+-- its own call: that is refused at once instead of recursing.
 function Callback:get()
   if self.token and core.monotime() < self.expires then return self.token end
-  local ok, token, expires_in = pcall(self.fn, self.rejected)
+  local co = current_coroutine()
+  if self.calling[co] then
+    return nil, provider_error("called the client it provides tokens for: it must get its token elsewhere")
+  end
+  self.calling[co] = true
+  local ok, token, expires_in = ypcall(self.fn, self.rejected)
+  self.calling[co] = nil
   if not ok then return nil, provider_error("raised an error: " .. tostring(token)) end
   if type(token) ~= "string" or token == "" then
     return nil, provider_error(("returned no token (%s)"):format(expires_in ~= nil and tostring(expires_in) or type(token)))
   end
   self.rejected = nil
-  if type(expires_in) == "number" and expires_in > 0 then
+  if type(expires_in) == "number" and expires_in > 0 and expires_in <= MAX_EXPIRES_IN then
     self.token, self.expires = token, core.monotime() + M.lifetime(expires_in)
   end
   return token

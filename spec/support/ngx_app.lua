@@ -28,6 +28,7 @@ local function client(kind)
       o.base_url = conf.tls_url
       o.max_retries = 0
     end
+    if kind == "matrix" then o.max_retries, o.retry_base_delay, o.retry_max_delay = 0, 0, 0 end
     if kind == "hostile" or kind == "refused" then
       o.timeout, o.max_retries, o.max_response_bytes = 1, 0, 1024 * 1024
     end
@@ -74,6 +75,13 @@ function M.handle()
     out.transport, out.took, out.err = c:transport_name(), ngx.now() - t0, describe_error(err)
     out.count = list and #list
     out.last = list and list[#list] and list[#list].cal_id
+  elseif uri == "/hostile" then -- POST {helper, ids}: one helper of the hostile-reply matrix
+    ngx.req.read_body()
+    local body = cjson.decode(ngx.req.get_body_data())
+    local hostile = require("support.hostile")
+    local c = client("matrix")
+    out.transport = c:transport_name()
+    out.result = hostile.run(hostile.helper(body.helper), c, body.ids)
   elseif uri == "/add2" then -- two calendar_add in a row: the second reuses the first's connection
     local c = client(args.client or "shared")
     local first, err1 = c:calendar_add{ calendar = { summary = "first", color = "#000000" } }
