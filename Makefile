@@ -15,6 +15,9 @@ CC ?= cc
 CFLAGS ?= -O2 -g
 WARNINGS = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wpointer-arith -Wformat=2
 CURL_LIBS ?= -lcurl
+# libcrypto (OpenSSL 3) for the callbacks' SHA-1, AES and random bytes
+CRYPTO_LIBS ?= $(shell pkg-config --libs libcrypto 2>/dev/null || echo -lcrypto)
+LIBS = $(CURL_LIBS) $(CRYPTO_LIBS)
 SRCS = $(wildcard csrc/*.c)
 HDRS = $(wildcard csrc/*.h)
 
@@ -25,7 +28,7 @@ CORE = $(BUILD)/wecom/core.so
 # What the demo and the tests need on Debian bookworm.
 PACKAGES = gcc libc6-dev make lua5.1 liblua5.1-0-dev lua5.4 liblua5.4-dev luajit2 \
 	libluajit2-5.1-dev lua-cjson lua-busted luarocks libcurl4-openssl-dev nginx-light \
-	libnginx-mod-http-lua lua-check openssl ca-certificates
+	libnginx-mod-http-lua lua-check openssl ca-certificates libssl-dev pkg-config
 
 EMULATOR_PORT ?= 18080
 
@@ -39,7 +42,7 @@ build: $(CORE)
 $(CORE): $(SRCS) $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu99 $(CFLAGS) $(WARNINGS) $(EXTRA_CFLAGS) -fPIC -fvisibility=hidden \
-		-I$(LUA_INCDIR) -shared -o $@ $(SRCS) $(CURL_LIBS) $(EXTRA_LDFLAGS)
+		-I$(LUA_INCDIR) -shared -o $@ $(SRCS) $(LIBS) $(EXTRA_LDFLAGS)
 
 # Installs missing Debian packages as root; otherwise says what to run.
 deps:
@@ -149,7 +152,7 @@ werror:
 	@for l in $(LUAS); do $(MAKE) --no-print-directory -B build LUA=$$l BUILD_DIR=build/werror/$$l \
 		EXTRA_CFLAGS=-Werror >/dev/null || exit 1; done
 	@clang -std=gnu99 -Wall -Wextra -Werror -fPIC -fvisibility=hidden -I/usr/include/lua5.4 -shared \
-		-o build/werror/clang-core.so $(SRCS) $(CURL_LIBS)
+		-o build/werror/clang-core.so $(SRCS) $(LIBS)
 	@echo "C compiles without warnings (gcc: $(LUAS); clang: lua5.4)"
 
 cppcheck:
@@ -179,7 +182,7 @@ FUZZ_BIN = build/fuzz/fuzz_codec
 fuzz-build:
 	@mkdir -p build/fuzz/corpus
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Wall -Wextra \
-		-I/usr/include/lua5.4 -Icsrc fuzz/fuzz_codec.c $(SRCS) -o $(FUZZ_BIN) -llua5.4 $(CURL_LIBS) -lm
+		-I/usr/include/lua5.4 -Icsrc fuzz/fuzz_codec.c $(SRCS) -o $(FUZZ_BIN) -llua5.4 $(LIBS) -lm
 	@cp -n fuzz/seeds/* build/fuzz/corpus/ 2>/dev/null || true
 
 fuzz: check-deps fuzz-build

@@ -121,6 +121,19 @@ WC_INTERNAL int wc_decode(lua_State *L);      /* core.decode, upvalue 1 = state 
 
 WC_INTERNAL int wc_sha256(lua_State *L);
 
+/* ---- callbacks: crypto (callback.c) and XML (xml.c) -------------------- */
+
+/* The largest callback body, Encrypt, message or XML document handled. */
+#define WC_CALLBACK_MAX_BYTES (1024 * 1024)
+
+/* Adds core.callback_box and core.CALLBACK_MAX_BYTES to the table on top. */
+WC_INTERNAL void wc_callback_open(lua_State *L);
+WC_INTERNAL int wc_xml(lua_State *L); /* core.xml */
+
+/* Length of the UTF-8 sequence at s[0..n), 0 if it is not valid UTF-8
+ * (encode.c). */
+WC_INTERNAL size_t wc_utf8_seq(const unsigned char *s, size_t n);
+
 /* ---- HTTP session (http.c) ------------------------------------------- */
 
 #define WC_MAX_CONCURRENCY 64 /* requests in flight at once in request_many */
