@@ -26,6 +26,8 @@ dependencies = {
 
 external_dependencies = {
   CURL = { library = "curl" },
+  -- libcrypto of OpenSSL 3 (Debian: libssl-dev), for the callbacks' crypto
+  CRYPTO = { library = "crypto", header = "openssl/evp.h" },
 }
 
 build = {
@@ -39,6 +41,7 @@ build = {
     ["wecom.paging"] = "lua/wecom/paging.lua",
     ["wecom.bulk"] = "lua/wecom/bulk.lua",
     ["wecom.patch"] = "lua/wecom/patch.lua",
+    ["wecom.callback"] = "lua/wecom/callback.lua",
     ["wecom.transport.curl"] = "lua/wecom/transport/curl.lua",
     ["wecom.transport.ngx"] = "lua/wecom/transport/ngx.lua",
     ["wecom.emulator.launcher"] = "lua/wecom/emulator/launcher.lua",
@@ -49,14 +52,15 @@ build = {
     ["wecom.emulator.calendar"] = "lua/wecom/emulator/calendar.lua",
     ["wecom.emulator.schedule"] = "lua/wecom/emulator/schedule.lua",
     ["wecom.emulator.recurrence"] = "lua/wecom/emulator/recurrence.lua",
+    ["wecom.emulator.callback"] = "lua/wecom/emulator/callback.lua",
     ["wecom.core"] = {
       sources = {
-        "csrc/buffer.c", "csrc/core.c", "csrc/decode.c", "csrc/encode.c",
-        "csrc/http.c", "csrc/schema.c", "csrc/sha256.c",
+        "csrc/buffer.c", "csrc/callback.c", "csrc/core.c", "csrc/decode.c", "csrc/encode.c",
+        "csrc/http.c", "csrc/schema.c", "csrc/sha256.c", "csrc/xml.c",
       },
-      libraries = { "curl" },
-      incdirs = { "$(CURL_INCDIR)" },
-      libdirs = { "$(CURL_LIBDIR)" },
+      libraries = { "curl", "crypto" },
+      incdirs = { "$(CURL_INCDIR)", "$(CRYPTO_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(CRYPTO_LIBDIR)" },
     },
   },
   install = {
