@@ -302,7 +302,7 @@ static int box_open(lua_State *L) {
  * nonce, ten random digits. */
 static int box_seal(lua_State *L) {
     const wc_box *b = check_box(L);
-    size_t msg_len, ts_len, nonce_len = 0, plain_len, padded, enc_len, i;
+    size_t msg_len, ts_len, nonce_len = 0, plain_len, padded, enc_len;
     const char *msg = luaL_checklstring(L, 2, &msg_len);
     const char *ts = luaL_checklstring(L, 3, &ts_len);
     const char *nonce = luaL_optlstring(L, 4, NULL, &nonce_len);
@@ -317,6 +317,7 @@ static int box_seal(lua_State *L) {
     enc = (char *)cipher + padded;
     if (RAND_bytes(plain, RANDOM_BYTES) != 1) return fail(L, "random", "RAND_bytes failed");
     if (nonce == NULL) {
+        size_t i;
         if (RAND_bytes(rnd, sizeof rnd) != 1) return fail(L, "random", "RAND_bytes failed");
         for (i = 0; i < sizeof rnd; i++) digits[i] = (char)('0' + rnd[i] % 10);
         nonce = digits;

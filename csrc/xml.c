@@ -251,7 +251,7 @@ static int children(xp *p) {
 
 /* An element at p->i: pushes its value and returns its name. */
 static int element(xp *p, const unsigned char **tag, size_t *tag_len) {
-    size_t len, save, end_len;
+    size_t len, end_len;
     const unsigned char *nm;
     if (++p->depth > MAX_DEPTH) return bad(p, "nested too deep");
     p->i++; /* '<' */
@@ -262,6 +262,7 @@ static int element(xp *p, const unsigned char **tag, size_t *tag_len) {
         p->i += 2;
         lua_pushliteral(p->L, "");
     } else {
+        size_t save;
         if (p->i >= p->n || p->s[p->i] != '>') return bad(p, p->i < p->n ? "attributes refused" : "unexpected end");
         p->i++;
         save = p->i;
