@@ -4,16 +4,23 @@
  *   core.callback_box(token, encoding_aes_key, receiveid)
  *       -> box | nil, field, message
  *   box:sign(timestamp, nonce, encrypt) -> msg_signature (40 hex digits)
- *   box:open(msg_signature, timestamp, nonce, encrypt)
- *       -> message | nil, reason, message    reason: "signature", "decrypt", "receiveid"
+ *   box:open(msg_signature, timestamp, nonce, encrypt [, as_xml])
+ *       -> message, id | nil, reason, message    reason: "signature", "decrypt",
+ *       "receiveid" (and "xml" with as_xml). id: hex SHA-256 of the token,
+ *       the receiveid and the message, which names the message (and the app)
+ *       in the seen store. With as_xml, the message comes parsed (core.xml):
+ *       the plaintext never becomes a Lua string. (LuaJIT hashes long strings
+ *       by a few sampled bytes, so thousands of similar events, interned,
+ *       would share one hash chain.)
  *   box:seal(message, timestamp [, nonce]) -> encrypt, msg_signature, nonce
  *
  * A box keeps the token, the AES key and the receiveid in its userdata, out
  * of reach of anything that lists Lua tables, and wipes them when collected.
- * Scratch memory is a userdata pushed before any OpenSSL object is made, and
- * every OpenSSL object is freed before the next Lua call, so a raise (out of
- * memory) leaks nothing and a finalizer that runs in between finds no shared
- * state to disturb. */
+ * It also owns its OpenSSL objects (the fetched algorithms, a digest and two
+ * cipher contexts keyed once), freed by its __gc, so nothing leaks when a
+ * Lua call raises. Each use of a context runs from init to final without a
+ * Lua call in between, so a finalizer that runs during a call (and uses the
+ * same box) finds the contexts idle. Scratch memory is a userdata. */
 #include <stdint.h>
 #include <string.h>
 
@@ -35,20 +42,34 @@
 
 typedef struct {
     unsigned char key[KEY_BYTES];
+    EVP_CIPHER *aes;
+    EVP_MD *sha1, *sha256;
+    EVP_CIPHER_CTX *decrypt, *encrypt; /* keyed at creation */
+    EVP_MD_CTX *md;
     size_t token_len, receiveid_len;
     char data[]; /* the token, then the receiveid */
 } wc_box;
 
 static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-static int b64_value(unsigned char c) {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-}
+static const signed char B64_VALUE[256] = {
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 62, -1, -1, -1, 63,
+    52, 53, 54, 55, 56, 57, 58, 59, 60, 61, -1, -1, -1, -1, -1, -1,
+    -1,  0,  1,  2,  3,  4,  5,  6,  7,  8,  9, 10, 11, 12, 13, 14,
+    15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, -1, -1, -1, -1, -1,
+    -1, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40,
+    41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+};
 
 /* Strict base64 (RFC 4648 section 4, padded): a length that is a multiple
  * of 4, only the alphabet, "=" only as the last one or two characters and,
@@ -57,27 +78,31 @@ static int b64_value(unsigned char c) {
  * its last one carries 2 bits that are not part of the key.) out has room
  * for n / 4 * 3 bytes. Returns 0 when s is not such an encoding. */
 static int b64_decode(const char *s, size_t n, int canonical, unsigned char *out, size_t *out_len) {
-    size_t i, o = 0, pad = 0;
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i, o = 0, pad = 0, full;
+    int a, b, c, d;
     if (n % 4 != 0) return 0;
-    if (n >= 1 && s[n - 1] == '=') pad++;
-    if (n >= 2 && s[n - 2] == '=') pad++;
-    for (i = 0; i < n; i += 4) {
-        int v[4], k, last = (i + 4 == n);
-        for (k = 0; k < 4; k++) {
-            if (last && k >= 4 - (int)pad) v[k] = 0;
-            else if ((v[k] = b64_value((unsigned char)s[i + k])) < 0) return 0;
+    if (n >= 1 && u[n - 1] == '=') pad++;
+    if (n >= 2 && u[n - 2] == '=') pad++;
+    full = pad ? n - 4 : n; /* groups without "=" */
+    for (i = 0; i < full; i += 4) {
+        a = B64_VALUE[u[i]], b = B64_VALUE[u[i + 1]], c = B64_VALUE[u[i + 2]], d = B64_VALUE[u[i + 3]];
+        if ((a | b | c | d) < 0) return 0;
+        out[o++] = (unsigned char)(a << 2 | b >> 4);
+        out[o++] = (unsigned char)((b & 0x0F) << 4 | c >> 2);
+        out[o++] = (unsigned char)((c & 0x03) << 6 | d);
+    }
+    if (pad) {
+        a = B64_VALUE[u[i]], b = B64_VALUE[u[i + 1]];
+        c = pad == 2 ? 0 : B64_VALUE[u[i + 2]];
+        if ((a | b | c) < 0) return 0;
+        out[o++] = (unsigned char)(a << 2 | b >> 4);
+        if (pad == 2) {
+            if (canonical && (b & 0x0F)) return 0;
+        } else {
+            if (canonical && (c & 0x03)) return 0;
+            out[o++] = (unsigned char)((b & 0x0F) << 4 | c >> 2);
         }
-        out[o++] = (unsigned char)(v[0] << 2 | v[1] >> 4);
-        if (last && pad == 2) {
-            if (canonical && (v[1] & 0x0F)) return 0;
-            break;
-        }
-        out[o++] = (unsigned char)((v[1] & 0x0F) << 4 | v[2] >> 2);
-        if (last && pad == 1) {
-            if (canonical && (v[2] & 0x03)) return 0;
-            break;
-        }
-        out[o++] = (unsigned char)((v[2] & 0x03) << 6 | v[3]);
     }
     *out_len = o;
     return 1;
@@ -120,14 +145,32 @@ static int part_less(const part *a, const part *b) {
     return c < 0 || (c == 0 && a->n < b->n);
 }
 
+static void to_hex(const unsigned char *md, unsigned int n, char *hex) {
+    static const char digits[] = "0123456789abcdef";
+    unsigned int i;
+    for (i = 0; i < n; i++) {
+        hex[2 * i] = digits[md[i] >> 4];
+        hex[2 * i + 1] = digits[md[i] & 15];
+    }
+}
+
+/* The digest of `n` parts, in hex (2 * its size characters). */
+static int digest(const wc_box *b, const EVP_MD *alg, const part *parts, int n, char *hex) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    int i, ok = EVP_DigestInit_ex(b->md, alg, NULL);
+    for (i = 0; ok && i < n; i++) ok = EVP_DigestUpdate(b->md, parts[i].p, parts[i].n);
+    ok = ok && EVP_DigestFinal_ex(b->md, md, &md_len);
+    if (ok) to_hex(md, md_len, hex);
+    OPENSSL_cleanse(md, sizeof md);
+    return ok;
+}
+
 /* msg_signature = hex(sha1(the four strings sorted bytewise, concatenated)). */
 static int signature(const wc_box *b, const char *ts, size_t ts_len, const char *nonce, size_t nonce_len,
                      const char *enc, size_t enc_len, char hex[SIG_HEX + 1]) {
     part parts[4];
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int md_len = 0;
-    EVP_MD_CTX *ctx;
-    int i, j, ok;
+    int i, j;
     parts[0].p = b->data, parts[0].n = b->token_len;
     parts[1].p = ts, parts[1].n = ts_len;
     parts[2].p = nonce, parts[2].n = nonce_len;
@@ -138,35 +181,21 @@ static int signature(const wc_box *b, const char *ts, size_t ts_len, const char 
             parts[j] = parts[j - 1];
             parts[j - 1] = t;
         }
-    ctx = EVP_MD_CTX_new();
-    if (ctx == NULL) return 0;
-    ok = EVP_DigestInit_ex(ctx, EVP_sha1(), NULL);
-    for (i = 0; ok && i < 4; i++) ok = EVP_DigestUpdate(ctx, parts[i].p, parts[i].n);
-    ok = ok && EVP_DigestFinal_ex(ctx, md, &md_len) && md_len * 2 == SIG_HEX;
-    EVP_MD_CTX_free(ctx);
-    if (!ok) return 0;
-    for (i = 0; i < (int)md_len; i++) {
-        static const char digits[] = "0123456789abcdef";
-        hex[2 * i] = digits[md[i] >> 4];
-        hex[2 * i + 1] = digits[md[i] & 15];
-    }
+    if (!digest(b, b->sha1, parts, 4, hex)) return 0;
     hex[SIG_HEX] = '\0';
     return 1;
 }
 
-/* AES-256-CBC over whole blocks, OpenSSL's padding off: WeCom's 32-byte
- * padding is added and checked by hand. Returns 0 on failure. */
+/* AES-256-CBC over whole blocks with the box's keyed context, the IV reset
+ * and OpenSSL's padding off: WeCom's 32-byte padding is added and checked
+ * by hand. Returns 0 on failure. */
 static int aes(const wc_box *b, int encrypt, const unsigned char *in, size_t n, unsigned char *out) {
-    EVP_CIPHER_CTX *ctx;
-    int len1 = 0, len2 = 0, ok;
+    EVP_CIPHER_CTX *ctx = encrypt ? b->encrypt : b->decrypt;
+    int len1 = 0, len2 = 0;
     if (n > (size_t)INT32_MAX) return 0;
-    ctx = EVP_CIPHER_CTX_new();
-    if (ctx == NULL) return 0;
-    ok = EVP_CipherInit_ex(ctx, EVP_aes_256_cbc(), NULL, b->key, b->key, encrypt) &&
-         EVP_CIPHER_CTX_set_padding(ctx, 0) && EVP_CipherUpdate(ctx, out, &len1, in, (int)n) &&
-         EVP_CipherFinal_ex(ctx, out + len1, &len2) && (size_t)len1 + (size_t)len2 == n;
-    EVP_CIPHER_CTX_free(ctx);
-    return ok;
+    return EVP_CipherInit_ex(ctx, NULL, NULL, NULL, b->key, encrypt) && EVP_CIPHER_CTX_set_padding(ctx, 0) &&
+           EVP_CipherUpdate(ctx, out, &len1, in, (int)n) && EVP_CipherFinal_ex(ctx, out + len1, &len2) &&
+           (size_t)len1 + (size_t)len2 == n;
 }
 
 static wc_box *check_box(lua_State *L) { return (wc_box *)luaL_checkudata(L, 1, BOX_MT); }
@@ -211,6 +240,7 @@ static int box_new(lua_State *L) {
         return 3;
     }
     b = (wc_box *)lua_newuserdata(L, sizeof *b + token_len + rid_len);
+    memset(b, 0, sizeof *b);
     memcpy(b->key, raw, KEY_BYTES);
     OPENSSL_cleanse(padded, sizeof padded);
     OPENSSL_cleanse(raw, sizeof raw);
@@ -218,13 +248,30 @@ static int box_new(lua_State *L) {
     b->receiveid_len = rid_len;
     memcpy(b->data, token, token_len);
     memcpy(b->data + token_len, rid, rid_len);
+    /* owned from here on: __gc frees what was made even if the rest fails */
     luaL_getmetatable(L, BOX_MT);
     lua_setmetatable(L, -2);
+    b->aes = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
+    b->sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
+    b->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    b->decrypt = EVP_CIPHER_CTX_new();
+    b->encrypt = EVP_CIPHER_CTX_new();
+    b->md = EVP_MD_CTX_new();
+    if (b->aes == NULL || b->sha1 == NULL || b->sha256 == NULL || b->decrypt == NULL || b->encrypt == NULL ||
+        b->md == NULL || !EVP_CipherInit_ex(b->decrypt, b->aes, NULL, b->key, b->key, 0) ||
+        !EVP_CipherInit_ex(b->encrypt, b->aes, NULL, b->key, b->key, 1))
+        return luaL_error(L, "libcrypto: AES-256-CBC, SHA-1 or SHA-256 unavailable");
     return 1;
 }
 
 static int box_gc(lua_State *L) {
     wc_box *b = (wc_box *)luaL_checkudata(L, 1, BOX_MT);
+    EVP_CIPHER_CTX_free(b->decrypt);
+    EVP_CIPHER_CTX_free(b->encrypt);
+    EVP_MD_CTX_free(b->md);
+    EVP_CIPHER_free(b->aes);
+    EVP_MD_free(b->sha1);
+    EVP_MD_free(b->sha256);
     OPENSSL_cleanse(b, sizeof *b + b->token_len + b->receiveid_len);
     return 0;
 }
@@ -258,6 +305,7 @@ static int box_open(lua_State *L) {
     const char *ts = luaL_checklstring(L, 3, &ts_len);
     const char *nonce = luaL_checklstring(L, 4, &nonce_len);
     const char *enc = luaL_checklstring(L, 5, &enc_len);
+    int as_xml = lua_toboolean(L, 6);
     char hex[SIG_HEX + 1];
     unsigned char *cipher, *plain, bad;
     if (!signature(b, ts, ts_len, nonce, nonce_len, enc, enc_len, hex)) return fail(L, "signature", "SHA-1 failed");
@@ -292,9 +340,31 @@ static int box_open(lua_State *L) {
         OPENSSL_cleanse(plain, cipher_len);
         return fail(L, "receiveid", "the message is for another receiveid");
     }
-    lua_pushlstring(L, (const char *)plain + HEAD_BYTES, msg_len);
-    OPENSSL_cleanse(plain, cipher_len);
-    return 1;
+    {
+        /* the message's id: the same event re-encrypted has the same one */
+        part parts[5];
+        char id[2 * 32];
+        parts[0].p = b->data, parts[0].n = b->token_len;
+        parts[1].p = "\0", parts[1].n = 1;
+        parts[2].p = b->data + b->token_len, parts[2].n = b->receiveid_len;
+        parts[3].p = "\0", parts[3].n = 1;
+        parts[4].p = (const char *)plain + HEAD_BYTES, parts[4].n = msg_len;
+        if (!digest(b, b->sha256, parts, 5, id)) {
+            OPENSSL_cleanse(plain, cipher_len);
+            return fail(L, "decrypt", "SHA-256 failed");
+        }
+        if (as_xml) {
+            char err[128];
+            int ok = wc_xml_parse(L, (const char *)plain + HEAD_BYTES, msg_len, err, sizeof err);
+            OPENSSL_cleanse(plain, cipher_len);
+            if (!ok) return fail(L, "xml", err);
+        } else {
+            lua_pushlstring(L, (const char *)plain + HEAD_BYTES, msg_len);
+            OPENSSL_cleanse(plain, cipher_len);
+        }
+        lua_pushlstring(L, id, sizeof id);
+    }
+    return 2;
 }
 
 /* box:seal(message, timestamp [, nonce]): 16 random bytes, the length, the

@@ -129,6 +129,9 @@ WC_INTERNAL int wc_sha256(lua_State *L);
 /* Adds core.callback_box and core.CALLBACK_MAX_BYTES to the table on top. */
 WC_INTERNAL void wc_callback_open(lua_State *L);
 WC_INTERNAL int wc_xml(lua_State *L); /* core.xml */
+/* Pushes the table of the XML in s[0..n) and returns 1; or pushes nothing
+ * and returns 0 with the reason in err (never the content). */
+WC_INTERNAL int wc_xml_parse(lua_State *L, const char *s, size_t n, char *err, size_t err_size);
 
 /* Length of the UTF-8 sequence at s[0..n), 0 if it is not valid UTF-8
  * (encode.c). */

@@ -13,6 +13,7 @@
  *
  * Errors name the position, never the content: the document may be the
  * plaintext of a refused message. */
+#include <stdio.h>
 #include <string.h>
 
 #include "wecom.h"
@@ -86,6 +87,18 @@ static size_t char_at(xp *p) {
     return k;
 }
 
+/* The end of the run from i of printable ASCII other than '<', '&' and
+ * `stop`: what most text is made of, so it is scanned without the checks
+ * that other characters need. */
+static size_t plain_run(const unsigned char *s, size_t i, size_t n, unsigned char stop) {
+    while (i < n) {
+        unsigned char c = s[i];
+        if (c < 0x20 || c >= 0x7F || c == stop || c == '<' || c == '&') break;
+        i++;
+    }
+    return i;
+}
+
 static void add_utf8(luaL_Buffer *b, unsigned long cp) {
     char u[4];
     size_t k;
@@ -155,9 +168,10 @@ static int text(xp *p) {
             }
             p->i += 9;
             start = p->i;
-            while (p->i < p->n && !at(p, "]]>")) {
-                size_t k = char_at(p);
-                if (k == 0) return 0;
+            while ((p->i = plain_run(p->s, p->i, p->n, ']')) < p->n) {
+                size_t k;
+                if (at(p, "]]>")) break;
+                if ((k = char_at(p)) == 0) return 0;
                 p->i += k;
             }
             if (p->i >= p->n) return bad(p, "unterminated CDATA section");
@@ -167,11 +181,10 @@ static int text(xp *p) {
             if (!reference(p, &b)) return 0;
         } else {
             size_t start = p->i;
-            while (p->i < p->n && p->s[p->i] != '<' && p->s[p->i] != '&') {
+            while ((p->i = plain_run(p->s, p->i, p->n, ']')) < p->n && (c = p->s[p->i]) != '<' && c != '&') {
                 size_t k;
                 if (at(p, "]]>")) return bad(p, "\"]]>\" in text");
-                k = char_at(p);
-                if (k == 0) return 0;
+                if ((k = char_at(p)) == 0) return 0;
                 p->i += k;
             }
             luaL_addlstring(&b, (const char *)p->s + start, p->i - start);
@@ -323,15 +336,12 @@ static int document(xp *p) {
     return 1;
 }
 
-int wc_xml(lua_State *L) {
-    size_t n;
-    const char *s = luaL_checklstring(L, 1, &n);
+int wc_xml_parse(lua_State *L, const char *s, size_t n, char *err, size_t err_size) {
     xp p;
     int base = lua_gettop(L);
     if (n > WC_CALLBACK_MAX_BYTES) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "xml: larger than %d bytes", WC_CALLBACK_MAX_BYTES);
-        return 2;
+        snprintf(err, err_size, "xml: larger than %d bytes", WC_CALLBACK_MAX_BYTES);
+        return 0;
     }
     memset(&p, 0, sizeof p);
     p.L = L;
@@ -342,7 +352,16 @@ int wc_xml(lua_State *L) {
         return 1;
     }
     lua_settop(L, base);
+    snprintf(err, err_size, "xml: %s at byte %lu", p.err, (unsigned long)p.err_at + 1);
+    return 0;
+}
+
+int wc_xml(lua_State *L) {
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    char err[128];
+    if (wc_xml_parse(L, s, n, err, sizeof err)) return 1;
     lua_pushnil(L);
-    lua_pushfstring(L, "xml: %s at byte %d", p.err, (int)p.err_at + 1);
+    lua_pushstring(L, err);
     return 2;
 }

@@ -93,12 +93,7 @@ function M.new(opts)
     own_seen = seen == nil,
     clock = opts.clock or default_clock,
   }, Callback)
-  private[self] = {
-    box = box,
-    -- the dedup key names the app too, so apps sharing one store stay apart
-    salt = core.sha256(opts.token .. "\0" .. opts.receiveid) .. "\0",
-    secrets = { opts.token, opts.encoding_aes_key },
-  }
+  private[self] = { box = box, secrets = { opts.token, opts.encoding_aes_key } }
   return self
 end
 
@@ -141,10 +136,14 @@ local function fresh(self, timestamp)
   return true
 end
 
-local function open_box(p, q, encrypt)
-  local plain, reason, text = p.box:open(q.msg_signature, q.timestamp, q.nonce, encrypt)
-  if not plain then return nil, fail(reason, text) end
-  return plain
+-- The plaintext (parsed with as_xml) and its id (a SHA-256 naming the app
+-- and the message).
+local function open_box(p, q, encrypt, as_xml)
+  local plain, id_or_reason, text = p.box:open(q.msg_signature, q.timestamp, q.nonce, encrypt, as_xml)
+  if not plain then
+    return nil, fail(id_or_reason, id_or_reason == "xml" and "message: " .. text or text)
+  end
+  return plain, id_or_reason
 end
 
 -- The URL check: the plaintext of echostr, to answer as the whole body.
@@ -163,7 +162,7 @@ function Callback:verify_url(args)
   return plain
 end
 
--- Returns the message table and its plaintext XML (the dedup key's source).
+-- Returns the message table and its id (the seen store's key).
 local function open(self, p, args, body)
   local q, err = query(args, { "msg_signature", "timestamp", "nonce" })
   if not q then return nil, err end
@@ -172,15 +171,11 @@ local function open(self, p, args, body)
   local envelope, xerr = core.xml(body)
   if not envelope then return nil, fail("xml", "envelope: " .. xerr) end
   if type(envelope.Encrypt) ~= "string" then return nil, fail("xml", "envelope: no single <Encrypt>") end
-  local plain
-  plain, err = open_box(p, q, envelope.Encrypt)
-  if not plain then return nil, err end
+  local msg, id = open_box(p, q, envelope.Encrypt, true)
+  if not msg then return nil, id end
   local ok
   ok, err = fresh(self, q.timestamp)
   if not ok then return nil, err end
-  local msg
-  msg, xerr = core.xml(plain)
-  if not msg then return nil, fail("xml", "message: " .. xerr) end
   for _, name in ipairs(INTEGER_FIELDS) do
     local v = msg[name]
     if type(v) == "string" and #v <= 15 and v:match("^%d+$") then
@@ -189,7 +184,7 @@ local function open(self, p, args, body)
       return nil, fail("xml", "message: CreateTime: expected Unix seconds")
     end
   end
-  return msg, plain
+  return msg, id
 end
 
 function Callback:decrypt(args, body)
@@ -239,9 +234,9 @@ local function redacted(p, e)
   return err.message
 end
 
-local function deliver(self, p, msg, plain, fn)
+local function deliver(self, p, msg, id, fn)
   local seen = self.seen
-  local key = "wecom:callback:" .. core.sha256(p.salt .. plain)
+  local key = "wecom:callback:" .. id
   local added
   for _ = 1, 2 do
     local err
@@ -294,9 +289,9 @@ function Callback:handle(method, args, body, fn)
   if method ~= "POST" then
     return 405, "method not allowed", fail("method", ("method %s: expected GET or POST"):format(tostring(method)))
   end
-  local msg, plain = open(self, p, args, body)
-  if not msg then return STATUS[plain.reason] or 400, plain.reason, plain end
-  return deliver(self, p, msg, plain, fn)
+  local msg, id = open(self, p, args, body)
+  if not msg then return STATUS[id.reason] or 400, id.reason, id end
+  return deliver(self, p, msg, id, fn)
 end
 
 ---------------------------------------------------------------------------
