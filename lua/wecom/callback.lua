@@ -267,12 +267,14 @@ local function deliver(self, p, msg, id, fn)
   if not set then
     note = fail("seen", "handled, but the seen store failed to record it: " .. redacted(p, serr))
   end
+  local reply = "success"
   if type(res) == "string" then
-    local reply, rerr = self:encrypt(res)
+    local rerr
+    reply, rerr = self:encrypt(res)
     if not reply then return 500, "reply failed", rerr end
-    return 200, reply, note
   end
-  return 200, "success", note
+  if note then return 200, reply, note end
+  return 200, reply
 end
 
 -- Any server: method ("GET" or "POST"), the decoded query as a table, the
