@@ -80,13 +80,14 @@ static const signed char B64_VALUE[256] = {
 static int b64_decode(const char *s, size_t n, int canonical, unsigned char *out, size_t *out_len) {
     const unsigned char *u = (const unsigned char *)s;
     size_t i, o = 0, pad = 0, full;
-    int a, b, c, d;
+    int a, b, c;
     if (n % 4 != 0) return 0;
     if (n >= 1 && u[n - 1] == '=') pad++;
     if (n >= 2 && u[n - 2] == '=') pad++;
     full = pad ? n - 4 : n; /* groups without "=" */
     for (i = 0; i < full; i += 4) {
-        a = B64_VALUE[u[i]], b = B64_VALUE[u[i + 1]], c = B64_VALUE[u[i + 2]], d = B64_VALUE[u[i + 3]];
+        int d = B64_VALUE[u[i + 3]];
+        a = B64_VALUE[u[i]], b = B64_VALUE[u[i + 1]], c = B64_VALUE[u[i + 2]];
         if ((a | b | c | d) < 0) return 0;
         out[o++] = (unsigned char)(a << 2 | b >> 4);
         out[o++] = (unsigned char)((b & 0x0F) << 4 | c >> 2);
