@@ -9,7 +9,6 @@
 -- message again later.
 local callback = require("wecom.callback")
 local cjson = require("cjson")
-local wecom = require("wecom")
 
 local M = {}
 
@@ -17,16 +16,9 @@ local FEED_LENGTH = 1000 -- the feed keeps the latest changes
 
 local client, cb, not_configured
 
--- From init_by_lua: no I/O here.
+-- From init_by_lua, after wecom_app.init(): no I/O here.
 function M.init()
-  local base_url = os.getenv("WECOM_BASE_URL")
-  client = assert(wecom.new{
-    corpid = os.getenv("WECOM_CORPID"),
-    corpsecret = os.getenv("WECOM_CORPSECRET"),
-    base_url = base_url ~= "" and base_url or nil,
-    token_cache = ngx.shared.wecom_tokens,
-    timeout = 5,
-  })
+  client = require("wecom_app").client() -- one client (and token) for the whole example
   local err
   cb, err = callback.new{
     token = os.getenv("WECOM_CALLBACK_TOKEN"),

@@ -47,26 +47,11 @@ local function deliver(cb, xml, fn, timestamp)
   return cb:handle("POST", q, body, fn)
 end
 
-local function event_xml(fields)
-  local parts = { "<xml>" }
-  for _, f in ipairs(fields) do
-    local name, value = f[1], f[2]
-    if type(value) == "number" then
-      parts[#parts + 1] = ("<%s>%d</%s>"):format(name, value, name)
-    else
-      parts[#parts + 1] = ("<%s><![CDATA[%s]]></%s>"):format(name, value, name)
-    end
-  end
-  parts[#parts + 1] = "</xml>"
-  return table.concat(parts)
-end
-
 local function modify_schedule(schedule_id, create_time)
-  return event_xml{
-    { "ToUserName", wx.RECEIVEID }, { "FromUserName", "zhangsan" }, { "CreateTime", create_time or NOW },
-    { "MsgType", "event" }, { "Event", "modify_schedule" }, { "CalId", "wcjgewCwAAqeJcPI1d8Pwbjt7nttzAAA" },
-    { "ScheduleId", schedule_id or "17c7d2bd9f20d652840f72f59e796AAA" },
-  }
+  return ("<xml><ToUserName><![CDATA[%s]]></ToUserName><FromUserName><![CDATA[zhangsan]]></FromUserName>"
+    .. "<CreateTime>%d</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[modify_schedule]]></Event>"
+    .. "<CalId><![CDATA[wcjgewCwAAqeJcPI1d8Pwbjt7nttzAAA]]></CalId><ScheduleId><![CDATA[%s]]></ScheduleId></xml>")
+    :format(wx.RECEIVEID, create_time or NOW, schedule_id or "17c7d2bd9f20d652840f72f59e796AAA")
 end
 
 -- Asserts a refusal: nil, err of kind "callback" with this reason, and no
@@ -121,7 +106,8 @@ describe("wecom.callback", function()
     it("round-trips CJK text and emoji through a passive reply", function()
       local cb = new()
       local text = "会议改到下午三点 · 日程 🗓 ✓ «ok» & <tags>"
-      local reply = assert(cb:encrypt(event_xml{ { "MsgType", "text" }, { "Content", text }, { "CreateTime", NOW } }))
+      local reply = assert(cb:encrypt(("<xml><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[%s]]></Content>"
+        .. "<CreateTime>%d</CreateTime></xml>"):format(text, NOW)))
       local fields = assert(core.xml(reply))
       assert.same({ "Encrypt", "MsgSignature", "Nonce", "TimeStamp" }, (function()
         local names = {}
