@@ -2,7 +2,7 @@
 -- decrypted and handled once (DESIGN.md "Listening", API.md "Callbacks").
 --
 --   local callback = require("wecom.callback")
---   local cb = assert(callback.new{ token = ..., encoding_aes_key = ..., receiveid = "ww..." })
+--   local cb, err = callback.new{ token = ..., encoding_aes_key = ..., receiveid = "ww..." }
 --   cb:serve(function(msg) ... end)               -- an nginx content handler
 --   local status, body = cb:handle(method, query, body, fn)   -- any other server
 --   local msg, err = cb:decrypt(query, body)      -- or just the checks
@@ -96,8 +96,6 @@ function M.new(opts)
   private[self] = { box = box, secrets = { opts.token, opts.encoding_aes_key } }
   return self
 end
-
-function M.is(v) return getmetatable(v) == Callback end
 
 local function check_self(self, method)
   if getmetatable(self) ~= Callback then error(("callback:%s: call it with a colon"):format(method), 3) end
@@ -337,7 +335,10 @@ function Callback:serve(fn)
     status, out, err = self:handle(method, ngx.req.get_uri_args(), nil, fn)
   end
   if err then
-    local level = (err.reason == "handler" or err.reason == "seen") and ngx.ERR or ngx.WARN
+    -- failures here are errors; refusals, warnings; a duplicate told to come back is routine
+    local level = ngx.WARN
+    if err.reason == "handler" or err.reason == "seen" then level = ngx.ERR
+    elseif err.reason == "busy" then level = ngx.INFO end
     ngx.log(level, "wecom callback: ", status, " ", err.message)
   end
   ngx.status = status
