@@ -7,6 +7,7 @@ files["lua/wecom/transport/ngx.lua"] = { globals = { "ngx" } }
 -- code that runs inside nginx
 files["spec/support/ngx_app.lua"] = { std = "max", globals = { "ngx" } }
 files["examples/wecom_app.lua"] = { globals = { "ngx" } }
+files["examples/wecom_callback.lua"] = { globals = { "ngx" } }
 exclude_files = { "build/**" }
 -- the names README examples take as given (spec/readme_spec.lua)
 files["spec/support/readme_prelude.lua"] = {

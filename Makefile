@@ -15,6 +15,9 @@ CC ?= cc
 CFLAGS ?= -O2 -g
 WARNINGS = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wpointer-arith -Wformat=2
 CURL_LIBS ?= -lcurl
+# libcrypto (OpenSSL 3) for the callbacks' SHA-1, AES and random bytes
+CRYPTO_LIBS ?= $(shell pkg-config --libs libcrypto 2>/dev/null || echo -lcrypto)
+LIBS = $(CURL_LIBS) $(CRYPTO_LIBS)
 SRCS = $(wildcard csrc/*.c)
 HDRS = $(wildcard csrc/*.h)
 
@@ -25,12 +28,12 @@ CORE = $(BUILD)/wecom/core.so
 # What the demo and the tests need on Debian bookworm.
 PACKAGES = gcc libc6-dev make lua5.1 liblua5.1-0-dev lua5.4 liblua5.4-dev luajit2 \
 	libluajit2-5.1-dev lua-cjson lua-busted luarocks libcurl4-openssl-dev nginx-light \
-	libnginx-mod-http-lua lua-check openssl ca-certificates
+	libnginx-mod-http-lua lua-check openssl ca-certificates libssl-dev pkg-config
 
 EMULATOR_PORT ?= 18080
 
 .PHONY: all build deps test test-one demo emulator emulator-stop lint clean check check-deps werror \
-	cppcheck asan valgrind fuzz fuzz-build bench bench-setup profile
+	cppcheck asan valgrind fuzz fuzz-build bench bench-setup bench-callback profile
 
 all: build
 
@@ -39,7 +42,7 @@ build: $(CORE)
 $(CORE): $(SRCS) $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu99 $(CFLAGS) $(WARNINGS) $(EXTRA_CFLAGS) -fPIC -fvisibility=hidden \
-		-I$(LUA_INCDIR) -shared -o $@ $(SRCS) $(CURL_LIBS) $(EXTRA_LDFLAGS)
+		-I$(LUA_INCDIR) -shared -o $@ $(SRCS) $(LIBS) $(EXTRA_LDFLAGS)
 
 # Installs missing Debian packages as root; otherwise says what to run.
 deps:
@@ -114,6 +117,12 @@ bench-setup: deps
 bench: bench-setup
 	env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 lua5.4 bench/run.lua
 
+# The callback row alone, replacing its section of bench/RESULTS.md.
+bench-callback: deps
+	@$(MAKE) --no-print-directory build LUA=lua5.4 >/dev/null
+	@$(MAKE) --no-print-directory build LUA=luajit >/dev/null
+	env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 lua5.4 bench/run.lua callback
+
 # The per-call hot path under callgrind (instruction counts repeat exactly):
 # build/bench/callgrind.{luajit,lua5.4}.out, with the top functions printed.
 profile: bench-setup
@@ -125,8 +134,10 @@ CHECK_PACKAGES = valgrind cppcheck clang libclang-rt-14-dev
 CHECK_STEPS = werror cppcheck lint asan valgrind fuzz-smoke
 # specs that exercise the C core in this process (the others spawn programs)
 VALGRIND_SPECS = spec/core_spec.lua spec/schema_spec.lua spec/client_spec.lua spec/helpers_spec.lua spec/policy_spec.lua \
-	spec/schedule_spec.lua spec/reliability_spec.lua spec/fuzz_spec.lua
-ASAN_SPECS = $(VALGRIND_SPECS) spec/emulator_spec.lua spec/demo_spec.lua spec/openresty_spec.lua
+	spec/schedule_spec.lua spec/reliability_spec.lua spec/fuzz_spec.lua spec/callback_spec.lua \
+	spec/callback_fuzz_spec.lua
+ASAN_SPECS = $(VALGRIND_SPECS) spec/emulator_spec.lua spec/demo_spec.lua spec/openresty_spec.lua \
+	spec/callback_nginx_spec.lua spec/hardening_spec.lua
 FUZZ_SECONDS ?= 60
 LUA_CHECK = lua5.4
 
@@ -149,7 +160,7 @@ werror:
 	@for l in $(LUAS); do $(MAKE) --no-print-directory -B build LUA=$$l BUILD_DIR=build/werror/$$l \
 		EXTRA_CFLAGS=-Werror >/dev/null || exit 1; done
 	@clang -std=gnu99 -Wall -Wextra -Werror -fPIC -fvisibility=hidden -I/usr/include/lua5.4 -shared \
-		-o build/werror/clang-core.so $(SRCS) $(CURL_LIBS)
+		-o build/werror/clang-core.so $(SRCS) $(LIBS)
 	@echo "C compiles without warnings (gcc: $(LUAS); clang: lua5.4)"
 
 cppcheck:
@@ -179,7 +190,7 @@ FUZZ_BIN = build/fuzz/fuzz_codec
 fuzz-build:
 	@mkdir -p build/fuzz/corpus
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Wall -Wextra \
-		-I/usr/include/lua5.4 -Icsrc fuzz/fuzz_codec.c $(SRCS) -o $(FUZZ_BIN) -llua5.4 $(CURL_LIBS) -lm
+		-I/usr/include/lua5.4 -Icsrc fuzz/fuzz_codec.c $(SRCS) -o $(FUZZ_BIN) -llua5.4 $(LIBS) -lm
 	@cp -n fuzz/seeds/* build/fuzz/corpus/ 2>/dev/null || true
 
 fuzz: check-deps fuzz-build

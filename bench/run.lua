@@ -12,8 +12,16 @@
 --                  peak memory
 --   bulk           calendars() of 10,000 ids with 100 ms of latency:
 --                  sequential vs concurrency 10
+--   callbacks      POSTs per second through cb:serve vs `return 200`
+--                  (bench/callback.lua; alone: `make bench-callback`)
 package.path = "lua/?.lua;lua/?/init.lua;emulator/?.lua;" .. package.path
 package.cpath = "build/lua5.4/?.so;" .. package.cpath
+
+local callback_bench = dofile("bench/callback.lua")
+if arg[1] == "callback" then
+  callback_bench.record(callback_bench.run())
+  return
+end
 
 local core = require("wecom.core")
 local launcher = require("wecom.emulator.launcher")
@@ -210,6 +218,10 @@ local ok, err = pcall(function()
   results.bulk = {}
   for c, s in out:gmatch("(%d+)%s+([%d.]+)") do results.bulk[tonumber(c)] = tonumber(s) end
   assert(results.bulk[1] and results.bulk[10], out)
+
+  -------------------------------------------------------------------------
+  -- callbacks
+  results.callback = callback_bench.run()
 end)
 http:close()
 fixed:stop()
@@ -306,6 +318,7 @@ lines[#lines + 1] = ("Concurrency 10 is %.1fx faster. One after another the ten 
   .. " one latency plus the time the emulator's single worker needs to encode the 10,000 calendars.")
   :format(results.bulk[1] / results.bulk[10])
 lines[#lines + 1] = ""
+for _, line in ipairs(callback_bench.lines(results.callback)) do lines[#lines + 1] = line end
 
 local report = table.concat(lines, "\n")
 local f = assert(io.open("bench/RESULTS.md", "w"))

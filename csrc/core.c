@@ -5,6 +5,7 @@
  *   core.reply_decoder(decode)  -> decode_reply(json) -> reply, errcode | nil, message
  *   core.session(opts)          -> an HTTP session (http.c)
  *   core.sleep(seconds), core.monotime(), core.random(), core.sha256(s)
+ *   core.callback_box(...), core.xml(s)  callbacks (callback.c, xml.c)
  *
  * Mutable state lives in a userdata upvalue, never in C globals. */
 #define _POSIX_C_SOURCE 200809L
@@ -201,6 +202,10 @@ int luaopen_wecom_core(lua_State *L) {
     }
     lua_setmetatable(L, -2);
     wc_setfuncs(L, with_state, 1);
+
+    wc_callback_open(L);
+    lua_pushcfunction(L, wc_xml);
+    lua_setfield(L, -2, "xml");
 
     lua_pushliteral(L, WECOM_VERSION);
     lua_setfield(L, -2, "_VERSION");

@@ -148,7 +148,7 @@ static int put_integer(wc_enc *e, lua_Integer v) {
 
 /* Length of the UTF-8 sequence at s[0..n), 0 if it is not valid UTF-8
  * (overlong forms, surrogates and code points past U+10FFFF included). */
-static size_t utf8_seq(const unsigned char *s, size_t n) {
+size_t wc_utf8_seq(const unsigned char *s, size_t n) {
     unsigned char c = s[0];
     if (c < 0x80) return 1;
     if (c >= 0xC2 && c <= 0xDF) return (n >= 2 && (s[1] & 0xC0) == 0x80) ? 2 : 0;
@@ -185,7 +185,7 @@ static int put_string(wc_enc *e, const char *str, size_t n, size_t *chars) {
             *w++ = (char)c;
             i++;
         } else if (c >= 0x80) {
-            size_t k = utf8_seq(s + i, n - i);
+            size_t k = wc_utf8_seq(s + i, n - i);
             if (k == 0) return wc_enc_fail(e, "invalid UTF-8 at byte %lu", (unsigned long)i + 1);
             memcpy(w, s + i, k);
             w += k;

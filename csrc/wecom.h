@@ -124,6 +124,22 @@ WC_INTERNAL int wc_reply_decoder(lua_State *L); /* core.reply_decoder */
 
 WC_INTERNAL int wc_sha256(lua_State *L);
 
+/* ---- callbacks: crypto (callback.c) and XML (xml.c) -------------------- */
+
+/* The largest callback body, Encrypt, message or XML document handled. */
+#define WC_CALLBACK_MAX_BYTES (1024 * 1024)
+
+/* Adds core.callback_box and core.CALLBACK_MAX_BYTES to the table on top. */
+WC_INTERNAL void wc_callback_open(lua_State *L);
+WC_INTERNAL int wc_xml(lua_State *L); /* core.xml */
+/* Pushes the table of the XML in s[0..n) and returns 1; or pushes nothing
+ * and returns 0 with the reason in err (never the content). */
+WC_INTERNAL int wc_xml_parse(lua_State *L, const char *s, size_t n, char *err, size_t err_size);
+
+/* Length of the UTF-8 sequence at s[0..n), 0 if it is not valid UTF-8
+ * (encode.c). */
+WC_INTERNAL size_t wc_utf8_seq(const unsigned char *s, size_t n);
+
 /* ---- HTTP session (http.c) ------------------------------------------- */
 
 #define WC_MAX_CONCURRENCY 64 /* requests in flight at once in request_many */

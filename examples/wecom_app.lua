@@ -23,6 +23,9 @@ function M.init()
   })
 end
 
+-- The same client for the other handlers (wecom_callback.lua).
+function M.client() return client end
+
 local function reply(status, body)
   ngx.status = status
   ngx.header["Content-Type"] = "application/json; charset=utf-8"

@@ -1,14 +1,20 @@
-/* libFuzzer harness for the C core's encoder and decoder (`make fuzz`).
+/* libFuzzer harness for the C core's encoder, decoder and callback
+ * checks (`make fuzz`).
  *
  * The first byte picks the target:
- *   even: the reply decoder (core.reply_decoder over cjson.safe, as the
- *         library makes it) on the rest of the input, as a reply from a
+ *   0xF0..0xFF: a callback (callback() below): the XML parser, the
+ *         decryption of a signed Encrypt, of a plaintext the fuzzer chose
+ *         (so padding, length and receiveid meet every value), or a
+ *         seal/open round trip;
+ *   other even: the reply decoder (core.reply_decoder over cjson.safe, as
+ *         the library makes it) on the rest of the input, as a reply from a
  *         hostile server;
- *   odd:  core.encode(endpoint, value), with the value built from the rest
+ *   other odd:  core.encode(endpoint, value), with the value built from the rest
  *         of the input by a small stack machine (tables, cycles, NaN,
  *         invalid UTF-8, the schemas' field names, deep nesting...).
- * Either must return normally (a result or nil + message); a crash, a
- * sanitizer report or a raised error is a finding. */
+ * Each must return normally (a result or nil + message); a crash, a
+ * sanitizer report, a raised error or a round trip that changes the
+ * message is a finding. */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,11 +22,19 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <openssl/evp.h>
 
 int luaopen_wecom_core(lua_State *L);
 
 static lua_State *L;
 static int core_ref;
+static int box_ref;
+
+/* The official test vectors' secrets (API.md, "Callbacks"). */
+#define TOKEN "QDG6eK"
+#define AES_KEY "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
+#define RECEIVEID "wx5823bf96d3bd56c7"
+static unsigned char aes_key[33]; /* EVP_DecodeBlock writes 33 bytes for 44 characters */
 
 /* Field names of the schemas, so the machine reaches their rules. */
 static const char *const names[] = {
@@ -43,7 +57,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     luaL_openlibs(L);
     lua_pushcfunction(L, luaopen_wecom_core);
     lua_call(L, 0, 1);
-    /* core.decode here stands for the decoder lua/wecom/codec.lua makes */
+    /* core.decode here stands for the decoder lua/wecom/request.lua makes */
     lua_getfield(L, -1, "reply_decoder");
     if (luaL_dostring(L, "local j = require('cjson.safe').new() j.decode_invalid_numbers(false) "
                          "j.decode_max_depth(100) return j.decode") != 0) {
@@ -53,7 +67,99 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     lua_call(L, 1, 1);
     lua_setfield(L, -2, "decode");
     core_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, core_ref);
+    lua_getfield(L, -1, "callback_box");
+    lua_pushliteral(L, TOKEN);
+    lua_pushliteral(L, AES_KEY);
+    lua_pushliteral(L, RECEIVEID);
+    lua_call(L, 3, 1);
+    box_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pop(L, 1);
+    EVP_DecodeBlock(aes_key, (const unsigned char *)AES_KEY "=", 44);
     return 0;
+}
+
+/* box:method(...) with the box at the bottom of what it pushes. */
+static void box_method(const char *method) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, box_ref);
+    lua_getfield(L, -1, method);
+    lua_insert(L, -2);
+}
+
+/* Pushes the signature of (timestamp "1", nonce "n", the string at `enc`). */
+static void sign_at(int enc) {
+    box_method("sign");
+    lua_pushliteral(L, "1");
+    lua_pushliteral(L, "n");
+    lua_pushvalue(L, enc);
+    lua_call(L, 4, 1);
+}
+
+/* box:open(signature, "1", "n", encrypt) of the Encrypt at `enc`; returns
+ * lua_pcall's code, leaving the results. */
+static int open_at(int enc) {
+    box_method("open");
+    sign_at(enc);
+    lua_pushliteral(L, "1");
+    lua_pushliteral(L, "n");
+    lua_pushvalue(L, enc);
+    return lua_pcall(L, 5, 3, 0);
+}
+
+static int callback(int mode, const uint8_t *p, size_t n) {
+    switch (mode) {
+    case 0: /* the XML parser */
+        lua_getfield(L, 1, "xml");
+        lua_pushlstring(L, (const char *)p, n);
+        return lua_pcall(L, 1, 2, 0);
+    case 1: /* any string as Encrypt, properly signed */
+        lua_pushlstring(L, (const char *)p, n);
+        return open_at(lua_gettop(L));
+    case 2: { /* the fuzzer's bytes as the plaintext: AES here, the checks there */
+        static unsigned char plain[4096 + 32], cipher[4096 + 32], b64[(4096 + 32) / 3 * 4 + 8];
+        size_t len = n > 4096 ? 4096 : n, padded = (len + 31) / 32 * 32;
+        int out1 = 0, out2 = 0, rc, b64_len;
+        EVP_CIPHER_CTX *ctx;
+        if (padded == 0) padded = 32;
+        memset(plain, 0, padded);
+        memcpy(plain, p, len);
+        ctx = EVP_CIPHER_CTX_new();
+        if (ctx == NULL || !EVP_EncryptInit_ex(ctx, EVP_aes_256_cbc(), NULL, aes_key, aes_key) ||
+            !EVP_CIPHER_CTX_set_padding(ctx, 0) || !EVP_EncryptUpdate(ctx, cipher, &out1, plain, (int)padded) ||
+            !EVP_EncryptFinal_ex(ctx, cipher + out1, &out2))
+            __builtin_trap();
+        EVP_CIPHER_CTX_free(ctx);
+        b64_len = EVP_EncodeBlock(b64, cipher, (int)padded);
+        lua_pushlstring(L, (const char *)b64, (size_t)b64_len);
+        rc = open_at(lua_gettop(L));
+        if (rc == 0 && lua_isstring(L, -3)) { /* it opened: the message goes on to the parser */
+            lua_getfield(L, 1, "xml");
+            lua_pushvalue(L, -4);
+            rc = lua_pcall(L, 1, 2, 0);
+        }
+        return rc;
+    }
+    default: { /* seal, then open: the same message back */
+        size_t got_len;
+        const char *got;
+        int rc;
+        box_method("seal");
+        lua_pushlstring(L, (const char *)p, n);
+        lua_pushliteral(L, "1");
+        lua_pushliteral(L, "n");
+        rc = lua_pcall(L, 4, 3, 0);
+        if (rc != 0) return rc;
+        lua_pop(L, 2); /* the Encrypt stays on top */
+        rc = open_at(lua_gettop(L));
+        if (rc != 0) return rc;
+        got = lua_tolstring(L, -3, &got_len);
+        if (got == NULL || got_len != n || memcmp(got, p, n) != 0) {
+            fprintf(stderr, "seal/open changed the message\n");
+            __builtin_trap();
+        }
+        return 0;
+    }
+    }
 }
 
 typedef struct {
@@ -155,7 +261,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     in.n = size - 1;
     lua_settop(L, 0);
     lua_rawgeti(L, LUA_REGISTRYINDEX, core_ref);
-    if (data[0] % 2 == 0) {
+    if (data[0] >= 0xF0) {
+        rc = callback(data[0] & 3, in.p, in.n);
+    } else if (data[0] % 2 == 0) {
         lua_getfield(L, 1, "decode");
         lua_pushlstring(L, (const char *)in.p, in.n);
         rc = lua_pcall(L, 1, 2, 0);
@@ -171,7 +279,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         rc = lua_pcall(L, 2, 3, 0);
     }
     if (rc != 0) {
-        /* encode and decode report bad input as nil + message; a raise is a bug */
+        /* bad input is reported as nil + message; a raise is a bug */
         fprintf(stderr, "raised: %s\n", lua_tostring(L, -1));
         __builtin_trap();
     }

@@ -34,6 +34,7 @@ build = {
   install = {
     lua = {
       ["wecom.emulator.calendar"] = "emulator/wecom/emulator/calendar.lua",
+      ["wecom.emulator.callback"] = "emulator/wecom/emulator/callback.lua",
       ["wecom.emulator.check"] = "emulator/wecom/emulator/check.lua",
       ["wecom.emulator.json"] = "emulator/wecom/emulator/json.lua",
       ["wecom.emulator.launcher"] = "emulator/wecom/emulator/launcher.lua",

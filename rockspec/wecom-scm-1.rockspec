@@ -27,6 +27,8 @@ dependencies = {
 
 external_dependencies = {
   CURL = { library = "curl" },
+  -- libcrypto of OpenSSL 3 (Debian: libssl-dev), for the callbacks' crypto
+  CRYPTO = { library = "crypto", header = "openssl/evp.h" },
 }
 
 build = {
@@ -36,6 +38,7 @@ build = {
     ["wecom.args"] = "lua/wecom/args.lua",
     ["wecom.bulk"] = "lua/wecom/bulk.lua",
     ["wecom.cache.memory"] = "lua/wecom/cache/memory.lua",
+    ["wecom.callback"] = "lua/wecom/callback.lua",
     ["wecom.client"] = "lua/wecom/client.lua",
     ["wecom.compat"] = "lua/wecom/compat.lua",
     ["wecom.errors"] = "lua/wecom/errors.lua",
@@ -51,12 +54,12 @@ build = {
     ["wecom.transport.ngx"] = "lua/wecom/transport/ngx.lua",
     ["wecom.core"] = {
       sources = {
-        "csrc/buffer.c", "csrc/core.c", "csrc/decode.c", "csrc/encode.c",
-        "csrc/http.c", "csrc/schema.c", "csrc/sha256.c",
+        "csrc/buffer.c", "csrc/callback.c", "csrc/core.c", "csrc/decode.c", "csrc/encode.c",
+        "csrc/http.c", "csrc/schema.c", "csrc/sha256.c", "csrc/xml.c",
       },
-      libraries = { "curl" },
-      incdirs = { "$(CURL_INCDIR)" },
-      libdirs = { "$(CURL_LIBDIR)" },
+      libraries = { "curl", "crypto" },
+      incdirs = { "$(CURL_INCDIR)", "$(CRYPTO_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(CRYPTO_LIBDIR)" },
     },
   },
 }

@@ -232,6 +232,12 @@ function M.api(endpoint, errcode, errmsg, status, secrets)
   }
 end
 
+-- A callback request refused or not handled (wecom.callback); `reason`
+-- names the check: "signature", "decrypt", "receiveid", "xml", "expired"...
+function M.callback(reason, text)
+  return new{ kind = "callback", reason = reason, retryable = false, message = "callback: " .. text }
+end
+
 -- What the retry policy should do with an error:
 --   "refresh" (get a new token, then send again), "retry" (back off, then
 --   send again) or "fail".

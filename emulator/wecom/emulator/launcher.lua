@@ -94,7 +94,8 @@ local function default_dir(port)
   return ("%s/wecom-emulator-%d"):format(tmp, port)
 end
 
--- Settings passed to the server at start (corpid, corpsecret, token_ttl).
+-- Settings passed to the server at start (corpid, corpsecret, token_ttl,
+-- the callback target).
 local function lua_literal(v)
   if type(v) == "string" then return ("%q"):format(v) end
   return tostring(v)
@@ -102,7 +103,8 @@ end
 
 local function config_block(opts)
   local parts = {}
-  for _, k in ipairs{ "corpid", "corpsecret", "token_ttl" } do
+  for _, k in ipairs{ "corpid", "corpsecret", "token_ttl", "callback_url", "callback_token", "callback_aes_key",
+    "callback_receiveid" } do
     if opts[k] ~= nil then parts[#parts + 1] = ("%s = %s"):format(k, lua_literal(opts[k])) end
   end
   return "{ " .. table.concat(parts, ", ") .. " }"
@@ -126,6 +128,15 @@ pid %s/nginx.pid;
 error_log %s/error.log warn;
 events { worker_connections 4096; }
 ]]):format(module_lines(), M.user_line(), workers or 1, dir, dir)
+end
+
+-- The emulator's callbacks need wecom.core built for nginx's LuaJIT: in a
+-- checkout, build/luajit next to lua/ (make build LUA=luajit); an installed
+-- rock's is on LuaJIT's own path.
+local function core_cpath()
+  local dir = lua_root() .. "../build/luajit/"
+  if not file_exists(dir .. "wecom/core.so") then return "" end
+  return ('lua_package_cpath "%s?.so;;";'):format(dir)
 end
 
 -- http{} directives every nginx of ours shares: our Lua modules on the path,
@@ -157,6 +168,7 @@ local function emulator_conf(dir, port, opts)
   return M.conf_head(dir, 1) .. ([[
 http {
 %s
+  %s
   keepalive_timeout %ds;
   init_by_lua_block { require("wecom.emulator.server").init(%s) }
   server {
@@ -165,7 +177,7 @@ http {
     location / { content_by_lua_block { require("wecom.emulator.server").handle() } }
   }
 }
-]]):format(M.http_common(dir), opts.keepalive_timeout or 75, config_block(opts), port, tls)
+]]):format(M.http_common(dir), core_cpath(), opts.keepalive_timeout or 75, config_block(opts), port, tls)
 end
 
 -- A zombie counts as gone: a daemon's parent (PID 1 in a container) may

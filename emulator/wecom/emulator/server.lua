@@ -23,6 +23,7 @@ require("wecom.emulator.schedule").register(M.route)
 
 function M.init(config)
   state.configure(config or {})
+  require("wecom.emulator.callback").configure(config or {})
 end
 
 ---------------------------------------------------------------------------
@@ -243,6 +244,8 @@ end
 control["seed_schedules"] = function(body)
   return require("wecom.emulator.schedule").seed(body)
 end
+
+require("wecom.emulator.callback").register(control)
 
 local function handle_control(name)
   local fn = control[name]

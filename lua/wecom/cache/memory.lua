@@ -10,14 +10,25 @@ Cache.__index = Cache
 local M = {}
 
 function M.new()
-  return setmetatable({ entries = {} }, Cache)
+  return setmetatable({ entries = {}, count = 0, sweep_at = 1024 }, Cache)
+end
+
+-- Drops expired entries, so keys that are never read again (a callback's
+-- seen messages) don't pile up; runs when the count doubles.
+function Cache:sweep()
+  local now, count = core.monotime(), 0
+  for key, e in pairs(self.entries) do
+    if e.expires and now >= e.expires then self.entries[key] = nil else count = count + 1 end
+  end
+  self.count = count
+  self.sweep_at = math.max(1024, 2 * count)
 end
 
 function Cache:get(key)
   local e = self.entries[key]
   if not e then return nil end
   if e.expires and core.monotime() >= e.expires then
-    self.entries[key] = nil
+    self:delete(key)
     return nil
   end
   return e.value
@@ -25,11 +36,12 @@ end
 
 -- ttl in seconds; nil or 0 keeps the value until it is replaced.
 function Cache:set(key, value, ttl)
-  if value == nil then
-    self.entries[key] = nil
-  else
-    self.entries[key] = { value = value, expires = (ttl and ttl > 0) and core.monotime() + ttl or nil }
+  if value == nil then return self:delete(key) end
+  if self.entries[key] == nil then
+    if self.count >= self.sweep_at then self:sweep() end
+    self.count = self.count + 1
   end
+  self.entries[key] = { value = value, expires = (ttl and ttl > 0) and core.monotime() + ttl or nil }
   return true
 end
 
@@ -41,7 +53,10 @@ function Cache:add(key, value, ttl)
 end
 
 function Cache:delete(key)
-  self.entries[key] = nil
+  if self.entries[key] ~= nil then
+    self.entries[key] = nil
+    self.count = self.count - 1
+  end
   return true
 end
 
