@@ -127,6 +127,10 @@ WC_INTERNAL int wc_sha256(lua_State *L);
 /* ---- HTTP session (http.c) ------------------------------------------- */
 
 #define WC_MAX_CONCURRENCY 64 /* requests in flight at once in request_many */
+/* The longest reply head (status lines and header lines of every 1xx reply
+ * and of the final one) either transport takes; longer is "too_large". The
+ * cosocket transport reads it as core.MAX_HEAD_BYTES. */
+#define WC_MAX_HEAD_BYTES (64 * 1024)
 
 WC_INTERNAL void wc_http_open(lua_State *L); /* registers the metatable */
 WC_INTERNAL int wc_session_new(lua_State *L);
