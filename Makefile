@@ -25,7 +25,7 @@ CORE = $(BUILD)/wecom/core.so
 # What the demo and the tests need on Debian bookworm.
 PACKAGES = gcc libc6-dev make lua5.1 liblua5.1-0-dev lua5.4 liblua5.4-dev luajit2 \
 	libluajit2-5.1-dev lua-cjson lua-busted luarocks libcurl4-openssl-dev nginx-light \
-	libnginx-mod-http-lua lua-check openssl ca-certificates
+	libnginx-mod-http-lua lua-check openssl ca-certificates lua-socket
 
 EMULATOR_PORT ?= 18080
 
@@ -125,7 +125,8 @@ CHECK_PACKAGES = valgrind cppcheck clang libclang-rt-14-dev
 CHECK_STEPS = werror cppcheck lint asan valgrind fuzz-smoke
 # specs that exercise the C core in this process (the others spawn programs)
 VALGRIND_SPECS = spec/core_spec.lua spec/schema_spec.lua spec/client_spec.lua spec/helpers_spec.lua \
-	spec/schedule_spec.lua spec/reliability_spec.lua spec/fuzz_spec.lua
+	spec/schedule_spec.lua spec/reliability_spec.lua spec/fuzz_spec.lua spec/finalizer_spec.lua \
+	spec/stale_spec.lua spec/framing_spec.lua
 ASAN_SPECS = $(VALGRIND_SPECS) spec/emulator_spec.lua spec/demo_spec.lua spec/openresty_spec.lua
 FUZZ_SECONDS ?= 60
 LUA_CHECK = lua5.4
