@@ -74,7 +74,7 @@ typedef struct {
     int forget;          /* its connection must not be reused */
     struct {             /* the chunked-body decoder (CH_NONE: not chunked) */
         int state, digits, line;
-        curl_off_t size;
+        unsigned long long size; /* of the chunk, then what is left of it */
     } chunk;
     lua_Integer index; /* request_many: the request it carries, 0 when idle */
     char errbuf[CURL_ERROR_SIZE];
@@ -129,8 +129,8 @@ static int dechunk(wc_transfer *tr, const char *p, size_t n) {
         switch (tr->chunk.state) {
         case CH_SIZE:
             if (++tr->chunk.line > MAX_CHUNK_LINE) return chunk_fail(tr, "chunk-size line too long");
-            if (hex_value(c) >= 0 && tr->chunk.digits < 16) {
-                tr->chunk.size = tr->chunk.size * 16 + (curl_off_t)hex_value(c);
+            if (hex_value(c) >= 0 && tr->chunk.digits < 16) { /* 16 digits fit in 64 bits */
+                tr->chunk.size = tr->chunk.size * 16 + (unsigned)hex_value(c);
                 tr->chunk.digits++;
             } else if (tr->chunk.digits == 0) {
                 return chunk_fail(tr, "bad chunk-size line");
@@ -159,16 +159,20 @@ static int dechunk(wc_transfer *tr, const char *p, size_t n) {
             break;
         case CH_SIZE_LF:
             if (c != '\n') return chunk_fail(tr, "bad chunk-size line");
+            if (tr->chunk.size > (unsigned long long)(tr->max_bytes - (curl_off_t)tr->body.len)) {
+                tr->refused = REFUSED_BODY_SIZE;
+                return 0;
+            }
             p++;
             tr->chunk.line = 0;
             tr->chunk.state = tr->chunk.size == 0 ? CH_TRAILER : CH_DATA;
             break;
         case CH_DATA: {
             size_t k = (size_t)(end - p);
-            if ((curl_off_t)k > tr->chunk.size) k = (size_t)tr->chunk.size;
+            if (k > tr->chunk.size) k = (size_t)tr->chunk.size;
             if (!take(tr, p, k)) return 0;
             p += k;
-            tr->chunk.size -= (curl_off_t)k;
+            tr->chunk.size -= k;
             if (tr->chunk.size == 0) tr->chunk.state = CH_DATA_CR;
             break;
         }

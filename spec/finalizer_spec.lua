@@ -203,3 +203,72 @@ print("refused", refused)
     assert.is_true(hits and hits > stress_iterations() / 2, out)
   end)
 end)
+
+-- A memory error in the middle of a call (the reply or the JSON can't be
+-- copied into a Lua string) still frees the call's big buffer: it isn't
+-- pinned until the next call. Children with an address space limit that
+-- leaves room for the buffer or for what comes after it, not for both.
+describe("a memory error in the middle of a C call", function()
+  local MB = 1024 * 1024
+  -- AddressSanitizer reserves terabytes of address space: no limit fits
+  local asan = (os.getenv("LD_PRELOAD") or ""):find("asan", 1, true)
+  local small, big
+
+  setup(function()
+    small = raw.start{ default = { send = raw.reply("{}") } }
+    big = raw.start{ default = { send = raw.reply(("x"):rep(40 * MB)) } }
+  end)
+  teardown(function()
+    small:stop()
+    big:stop()
+  end)
+
+  local SETUP = child.VM_SIZE .. [[
+local session = require("support.session")
+local core = require("wecom.core")
+local s = session{ timeout = 30, max_response_bytes = 100 * 1024 * 1024 }
+assert(s:request("GET", SMALL) == 200)
+assert(core.encode(nil, { a = "b" }))
+]]
+  -- after the failed call: 40 MB more in 1 MB strings
+  local AFTER = [[
+local keep = {}
+local ok, err = pcall(function() for i = 1, 40 do keep[i] = ("y"):rep(1024 * 1024 - 64) .. i end end)
+assert(ok, "40 MB after the failed call: " .. tostring(err))
+print("ok")
+]]
+
+  -- Runs `code` after SETUP and `before` with `extra_mb` of address space
+  -- more than they took.
+  local function limited(extra_mb, before, code)
+    local prelude = ("local SMALL, BIG = %q, %q\n"):format(small.base_url, big.base_url) .. SETUP .. before
+    local rc, out = child.run(prelude .. "print('vm', vm_size())\n", 60)
+    assert.equal(0, rc, out)
+    local base = assert(tonumber(out:match("vm%s+(%d+)")), out)
+    rc, out = child.run(prelude .. code .. AFTER, 120, base + extra_mb * 1024)
+    assert.equal(0, rc, out)
+  end
+
+  it("in a request: the reply buffer is freed", function()
+    if asan then return pending("not under AddressSanitizer") end
+    -- the 40 MB reply is buffered in 64 MB; its Lua string doesn't fit as well
+    limited(64 + 24, "", [[
+local ok, err = pcall(s.request, s, "GET", BIG)
+assert(not ok and tostring(err):find("memory"), "expected a memory error, got " .. tostring(err))
+]])
+  end)
+
+  it("in encode: the output buffer is freed", function()
+    if asan then return pending("not under AddressSanitizer") end
+    -- a 15 MB string is encoded in a 32 MB buffer; the 15 MB JSON doesn't fit as well
+    limited(32 + 10, [[
+local body = { big = ("z"):rep(15 * 1024 * 1024) }
+collectgarbage()
+]], [[
+local ok, err = pcall(core.encode, nil, body)
+assert(not ok and tostring(err):find("memory"), "expected a memory error, got " .. tostring(err))
+body = nil
+collectgarbage()
+]])
+  end)
+end)

@@ -21,6 +21,7 @@ local CASES = {
   { "chunk size 5zz", CHUNKED .. "5zz\r\nhello\r\n0\r\n\r\n", "protocol" },
   { "chunk size line without digits", CHUNKED .. ";x\r\n\r\n", "protocol" },
   { "chunk size of 17 hex digits", CHUNKED .. "00000000000000002\r\n{}\r\n0\r\n\r\n", "protocol" },
+  { "a chunk larger than max_response_bytes", CHUNKED .. "FFFFFFFFFFFFFFFF\r\n{}\r\n0\r\n\r\n", "too_large" },
   { "chunk-size line longer than 1 KiB", CHUNKED .. "2;" .. ("x"):rep(2000) .. "\r\n{}\r\n0\r\n\r\n", "protocol" },
   -- 7: the CRLF after each chunk's data
   { "chunk data without its CRLF", CHUNKED .. "5\r\nhelloXX0\r\n\r\n", "protocol" },
