@@ -155,7 +155,7 @@ werror:
 
 cppcheck:
 	cppcheck --enable=warning,style,performance,portability --std=c99 --error-exitcode=1 \
-		--inline-suppr --suppress=missingIncludeSystem --quiet -I csrc $(SRCS) fuzz/fuzz_codec.c
+		--inline-suppr --suppress=missingIncludeSystem --quiet -I csrc $(SRCS) fuzz/fuzz_codec.c fuzz/fuzz_framing.c
 
 # The suite with the core built with -fsanitize=address,undefined: the
 # interpreter is not instrumented, so the ASan runtime is preloaded.
@@ -175,17 +175,24 @@ valgrind: build
 		valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99 \
 		--trace-children=no $(LUA_CHECK) /usr/bin/busted -o utfTerminal $(VALGRIND_SPECS)
 
-# libFuzzer on the C encoder and decoder: `make fuzz FUZZ_SECONDS=600`.
+# libFuzzer on the C encoder and decoder, and on the reply framing of the
+# libcurl session: `make fuzz FUZZ_SECONDS=600` (each).
 FUZZ_BIN = build/fuzz/fuzz_codec
+FUZZ_FRAMING_BIN = build/fuzz/fuzz_framing
 fuzz-build:
-	@mkdir -p build/fuzz/corpus
+	@mkdir -p build/fuzz/corpus build/fuzz/framing-corpus
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Wall -Wextra \
 		-I/usr/include/lua5.4 -Icsrc fuzz/fuzz_codec.c $(SRCS) -o $(FUZZ_BIN) -llua5.4 $(CURL_LIBS) -lm
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Wall -Wextra \
+		-I/usr/include/lua5.4 -Icsrc fuzz/fuzz_framing.c csrc/framing.c csrc/buffer.c -o $(FUZZ_FRAMING_BIN)
 	@cp -n fuzz/seeds/* build/fuzz/corpus/ 2>/dev/null || true
+	@cp -n fuzz/framing-seeds/* build/fuzz/framing-corpus/ 2>/dev/null || true
 
 fuzz: check-deps fuzz-build
 	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
 		-artifact_prefix=build/fuzz/ build/fuzz/corpus
+	$(FUZZ_FRAMING_BIN) -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+		-artifact_prefix=build/fuzz/framing- build/fuzz/framing-corpus
 
 fuzz-smoke:
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20

@@ -23,6 +23,7 @@
  * applied it). */
 #define _GNU_SOURCE /* dup3, SOCK_CLOEXEC */
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -43,14 +44,6 @@
 #define HAVE_PREREQ 1 /* CURLOPT_PREREQFUNCTION, libcurl 7.80 */
 #endif
 
-#define MAX_CHUNK_LINE 1024 /* a chunk-size line with its extensions */
-
-/* Where the chunked-body decoder is. */
-enum {
-    CH_NONE, CH_SIZE, CH_BLANK, CH_EXT, CH_SIZE_LF, CH_DATA, CH_DATA_CR, CH_DATA_LF,
-    CH_TRAILER, CH_TRAILER_LF, CH_END_LF, CH_DONE
-};
-
 /* Why a transfer was stopped from our side. */
 enum { REFUSED_NONE, REFUSED_BODY_SIZE, REFUSED_HEAD_SIZE, REFUSED_RESEND, REFUSED_MEMORY, REFUSED_FRAMING };
 
@@ -61,21 +54,7 @@ typedef struct {
     int refused;      /* REFUSED_* */
     int idempotent;   /* may be sent again after its connection died */
     int attempts;     /* times libcurl began sending it */
-    int in_head;      /* still reading a reply head */
-    size_t head_bytes;
-    struct {               /* the reply head being read */
-        int status, minor; /* of its status line */
-        int lengths;       /* Content-Length headers seen */
-        curl_off_t length;
-        int encodings;     /* Transfer-Encoding codings seen */
-        int chunked;       /* ... of which "chunked" */
-    } head;
-    const char *framing; /* REFUSED_FRAMING: what was wrong */
-    int forget;          /* its connection must not be reused */
-    struct {             /* the chunked-body decoder (CH_NONE: not chunked) */
-        int state, digits, line;
-        unsigned long long size; /* of the chunk, then what is left of it */
-    } chunk;
+    wc_framing frame; /* the reply's framing, checked as it arrives */
     lua_Integer index; /* request_many: the request it carries, 0 when idle */
     char errbuf[CURL_ERROR_SIZE];
 } wc_transfer;
@@ -91,247 +70,30 @@ typedef struct {
     curl_socket_t sockets[MAX_SOCKETS]; /* every socket libcurl has open */
 } wc_session;
 
-/* Appends reply body bytes; 0 when they can't be taken. */
-static int take(wc_transfer *tr, const char *data, size_t n) {
-    if ((curl_off_t)n > tr->max_bytes - (curl_off_t)tr->body.len) {
-        tr->refused = REFUSED_BODY_SIZE; /* aborts the transfer: the rest is never buffered */
-        return 0;
-    }
-    if (!wc_buf_reserve(&tr->body, n)) {
-        tr->refused = REFUSED_MEMORY;
-        return 0;
-    }
-    memcpy(tr->body.data + tr->body.len, data, n);
-    tr->body.len += n;
-    return 1;
-}
-
-static int chunk_fail(wc_transfer *tr, const char *why) {
-    tr->refused = REFUSED_FRAMING;
-    tr->framing = why;
-    return 0;
-}
-
-static int hex_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-/* Decodes a piece of a chunked body as strictly as the cosocket transport
- * does (RFC 9112 7.1): libcurl's own decoder reads a chunk-size line up to
- * its first non-hex byte ("0x10" as 0, "5zz" as 5) and is turned off. */
-static int dechunk(wc_transfer *tr, const char *p, size_t n) {
-    const char *end = p + n;
-    while (p < end) {
-        char c = *p;
-        switch (tr->chunk.state) {
-        case CH_SIZE:
-            if (++tr->chunk.line > MAX_CHUNK_LINE) return chunk_fail(tr, "chunk-size line too long");
-            if (hex_value(c) >= 0 && tr->chunk.digits < 16) { /* 16 digits fit in 64 bits */
-                tr->chunk.size = tr->chunk.size * 16 + (unsigned)hex_value(c);
-                tr->chunk.digits++;
-            } else if (tr->chunk.digits == 0) {
-                return chunk_fail(tr, "bad chunk-size line");
-            } else if (c == ';') {
-                tr->chunk.state = CH_EXT;
-            } else if (c == ' ' || c == '\t') {
-                tr->chunk.state = CH_BLANK;
-            } else if (c == '\r') {
-                tr->chunk.state = CH_SIZE_LF;
-            } else {
-                return chunk_fail(tr, "bad chunk-size line");
-            }
-            p++;
-            break;
-        case CH_BLANK: /* blanks may only lead to an extension */
-            if (++tr->chunk.line > MAX_CHUNK_LINE) return chunk_fail(tr, "chunk-size line too long");
-            if (c == ';') tr->chunk.state = CH_EXT;
-            else if (c != ' ' && c != '\t') return chunk_fail(tr, "bad chunk-size line");
-            p++;
-            break;
-        case CH_EXT:
-            if (++tr->chunk.line > MAX_CHUNK_LINE) return chunk_fail(tr, "chunk-size line too long");
-            if (c == '\r') tr->chunk.state = CH_SIZE_LF;
-            else if (c == '\n') return chunk_fail(tr, "bad chunk-size line");
-            p++;
-            break;
-        case CH_SIZE_LF:
-            if (c != '\n') return chunk_fail(tr, "bad chunk-size line");
-            if (tr->chunk.size > (unsigned long long)(tr->max_bytes - (curl_off_t)tr->body.len)) {
-                tr->refused = REFUSED_BODY_SIZE;
-                return 0;
-            }
-            p++;
-            tr->chunk.line = 0;
-            tr->chunk.state = tr->chunk.size == 0 ? CH_TRAILER : CH_DATA;
-            break;
-        case CH_DATA: {
-            size_t k = (size_t)(end - p);
-            if (k > tr->chunk.size) k = (size_t)tr->chunk.size;
-            if (!take(tr, p, k)) return 0;
-            p += k;
-            tr->chunk.size -= k;
-            if (tr->chunk.size == 0) tr->chunk.state = CH_DATA_CR;
-            break;
-        }
-        case CH_DATA_CR:
-            if (c != '\r') return chunk_fail(tr, "chunk data not followed by CRLF");
-            p++;
-            tr->chunk.state = CH_DATA_LF;
-            break;
-        case CH_DATA_LF:
-            if (c != '\n') return chunk_fail(tr, "chunk data not followed by CRLF");
-            p++;
-            tr->chunk.state = CH_SIZE;
-            tr->chunk.digits = 0;
-            break;
-        case CH_TRAILER: /* trailer lines, counted as head, up to an empty one */
-            if (++tr->head_bytes > WC_MAX_HEAD_BYTES) {
-                tr->refused = REFUSED_HEAD_SIZE;
-                return 0;
-            }
-            if (c == '\r') {
-                tr->chunk.state = tr->chunk.line == 0 ? CH_END_LF : CH_TRAILER_LF;
-            } else if (c == '\n') {
-                return chunk_fail(tr, "malformed trailer line");
-            } else {
-                if (tr->chunk.line == 0 && (c == ' ' || c == '\t')) return chunk_fail(tr, "malformed trailer line");
-                tr->chunk.line++;
-            }
-            p++;
-            break;
-        case CH_TRAILER_LF:
-        case CH_END_LF:
-            if (c != '\n') return chunk_fail(tr, "malformed trailer line");
-            p++;
-            tr->chunk.state = tr->chunk.state == CH_END_LF ? CH_DONE : CH_TRAILER;
-            tr->chunk.line = 0;
-            break;
-        default:
-            return chunk_fail(tr, "bytes after the last chunk");
-        }
-    }
-    return 1;
-}
-
 static size_t on_write(char *data, size_t size, size_t nmemb, void *ud) {
     wc_transfer *tr = (wc_transfer *)ud;
     size_t n = size * nmemb;
-    if (!(tr->chunk.state != CH_NONE ? dechunk(tr, data, n) : take(tr, data, n))) return 0;
-    return n;
-}
-
-static int is_token_char(unsigned char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
-static int lower_eq(const char *s, size_t n, const char *lower) {
-    size_t i;
-    if (strlen(lower) != n) return 0;
-    for (i = 0; i < n; i++) {
-        char c = s[i];
-        if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
-        if (c != lower[i]) return 0;
+    size_t max = tr->max_bytes > (curl_off_t)SIZE_MAX ? SIZE_MAX : (size_t)tr->max_bytes;
+    switch (wc_framing_body(&tr->frame, &tr->body, max, data, n)) {
+    case WC_FRAME_OK: return n;
+    case WC_FRAME_TOO_LARGE: tr->refused = REFUSED_BODY_SIZE; break; /* the rest is never buffered */
+    case WC_FRAME_NO_MEMORY: tr->refused = REFUSED_MEMORY; break;
+    default: tr->refused = REFUSED_FRAMING; break;
     }
-    return 1;
+    return 0; /* aborts the transfer */
 }
 
-/* Walks the comma-separated items of a header value: the next item's start
- * and length (blanks trimmed), or 0 at the end. */
-static int next_item(const char **p, const char *end, const char **item, size_t *len) {
-    const char *s = *p, *e;
-    if (s >= end) return 0;
-    while (s < end && (*s == ' ' || *s == '\t')) s++;
-    e = s;
-    while (e < end && *e != ',') e++;
-    *p = e < end ? e + 1 : end;
-    *item = s;
-    while (e > s && (e[-1] == ' ' || e[-1] == '\t')) e--;
-    *len = (size_t)(e - s);
-    return 1;
-}
-
-/* One header line (no CR LF) of a reply head, against the framing rules the
- * cosocket transport keeps too (RFC 9112): returns what is wrong, or NULL. */
-static const char *check_field(wc_transfer *tr, const char *line, size_t n) {
-    const char *colon = memchr(line, ':', n), *p, *end = line + n, *item;
-    size_t k, len;
-    if (line[0] == ' ' || line[0] == '\t') return "obsolete line folding in the reply head";
-    if (colon == NULL || colon == line) return "malformed header line in the reply";
-    for (k = 0; line + k < colon; k++)
-        if (!is_token_char((unsigned char)line[k])) return "malformed header line in the reply";
-    p = colon + 1;
-    if (lower_eq(line, (size_t)(colon - line), "content-length")) {
-        while (next_item(&p, end, &item, &len)) {
-            curl_off_t v = 0;
-            if (len == 0 || len > 15) return "bad or conflicting Content-Length";
-            for (k = 0; k < len; k++) {
-                if (item[k] < '0' || item[k] > '9') return "bad or conflicting Content-Length";
-                v = v * 10 + (item[k] - '0');
-            }
-            if (tr->head.lengths++ > 0 && v != tr->head.length) return "bad or conflicting Content-Length";
-            tr->head.length = v;
-        }
-    } else if (lower_eq(line, (size_t)(colon - line), "transfer-encoding")) {
-        while (next_item(&p, end, &item, &len)) {
-            tr->head.encodings++;
-            if (lower_eq(item, len, "chunked")) tr->head.chunked++;
-        }
-    }
-    return NULL;
-}
-
-/* At the end of the final reply's head: whether its framing is exact. */
-static const char *check_framing(const wc_transfer *tr) {
-    if (tr->head.encodings > 0) {
-        if (tr->head.encodings != 1 || tr->head.chunked != 1) return "unsupported Transfer-Encoding";
-        if (tr->head.minor == 0) return "Transfer-Encoding in an HTTP/1.0 reply";
-        if (tr->head.lengths > 0) return "both Transfer-Encoding and Content-Length";
-    }
-    if ((tr->head.status == 204 || tr->head.status == 304) && (tr->head.lengths > 0 || tr->head.encodings > 0))
-        return "framing headers on a reply without a body";
-    return NULL;
-}
-
-/* Counts the reply head against the limit both transports keep (1xx heads
- * included), checks its framing line by line, and notes when the body
- * begins. */
+/* Counts the reply head against the limit both transports keep and checks
+ * its framing (framing.c). */
 static size_t on_header(char *data, size_t size, size_t nmemb, void *ud) {
     wc_transfer *tr = (wc_transfer *)ud;
-    size_t n = size * nmemb, len = n;
-    const char *why = NULL;
-    tr->head_bytes += n;
-    if (tr->head_bytes > WC_MAX_HEAD_BYTES) {
-        tr->refused = REFUSED_HEAD_SIZE;
-        return 0;
+    size_t n = size * nmemb;
+    switch (wc_framing_head_line(&tr->frame, data, n)) {
+    case WC_FRAME_OK: return n;
+    case WC_FRAME_TOO_LARGE: tr->refused = REFUSED_HEAD_SIZE; break;
+    default: tr->refused = REFUSED_FRAMING; break;
     }
-    while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r')) len--;
-    if (len >= 9 && memcmp(data, "HTTP/1.", 7) == 0) { /* a status line: a new head */
-        memset(&tr->head, 0, sizeof tr->head);
-        tr->head.minor = data[7] - '0';
-        tr->head.status = len >= 12 ? atoi(data + 9) : 0;
-        tr->in_head = 1;
-    } else if (len == 0) {
-        if (tr->in_head && tr->head.status >= 200) {
-            why = check_framing(tr);
-            if (tr->head.chunked) tr->chunk.state = CH_SIZE;
-            /* libcurl drops bytes after a reply that has no body: nothing
-             * shows whether the server sent any, so its connection goes */
-            if (tr->head.status == 204 || tr->head.status == 304) tr->forget = 1;
-        }
-        tr->in_head = 0;
-    } else if (tr->in_head) {
-        why = check_field(tr, data, len);
-    }
-    if (why != NULL) {
-        tr->refused = REFUSED_FRAMING;
-        tr->framing = why;
-        return 0;
-    }
-    return n;
+    return 0;
 }
 
 #ifdef HAVE_PREREQ
@@ -404,7 +166,8 @@ static void drop_unread_connections(wc_session *s) {
 static void transfer_done(wc_transfer *tr) {
     curl_socket_t fd = CURL_SOCKET_BAD;
     curl_easy_setopt(tr->easy, CURLOPT_POSTFIELDS, (char *)NULL);
-    if (tr->forget && curl_easy_getinfo(tr->easy, CURLINFO_ACTIVESOCKET, &fd) == CURLE_OK && fd != CURL_SOCKET_BAD)
+    if (tr->frame.no_reuse && curl_easy_getinfo(tr->easy, CURLINFO_ACTIVESOCKET, &fd) == CURLE_OK &&
+        fd != CURL_SOCKET_BAD)
         make_dead(fd);
 }
 
@@ -565,7 +328,7 @@ int wc_session_new(lua_State *L) {
     SETOPT(tr->easy, CURLOPT_FOLLOWLOCATION, 0L);
     SETOPT(tr->easy, CURLOPT_MAXFILESIZE_LARGE, max_bytes);
     SETOPT(tr->easy, CURLOPT_TCP_KEEPALIVE, 1L);
-    SETOPT(tr->easy, CURLOPT_HTTP_TRANSFER_DECODING, 0L); /* see dechunk */
+    SETOPT(tr->easy, CURLOPT_HTTP_TRANSFER_DECODING, 0L); /* framing.c decodes chunks */
 #if LIBCURL_VERSION_NUM >= 0x075500
     SETOPT(tr->easy, CURLOPT_PROTOCOLS_STR, "http,https");
 #else
@@ -607,11 +370,7 @@ static void transfer_prepare(wc_session *s, wc_transfer *tr, const wc_request *r
     tr->refused = REFUSED_NONE;
     tr->idempotent = r->idempotent;
     tr->attempts = 0;
-    tr->in_head = 1;
-    tr->head_bytes = 0;
-    memset(&tr->head, 0, sizeof tr->head);
-    memset(&tr->chunk, 0, sizeof tr->chunk);
-    tr->forget = 0;
+    wc_framing_reset(&tr->frame);
     tr->errbuf[0] = '\0';
     curl_easy_setopt(tr->easy, CURLOPT_URL, r->url);
 #ifndef HAVE_PREREQ
@@ -671,8 +430,8 @@ static const char *failure_reason(const wc_transfer *tr, CURLcode rc) {
 /* Pushes the outcome: status, body, or nil, reason, message. Returns the
  * number of values pushed. Lua may run in here (see the top of the file). */
 static int push_outcome(lua_State *L, wc_transfer *tr, CURLcode rc) {
-    if (rc == CURLE_OK && tr->chunk.state != CH_NONE && tr->chunk.state != CH_DONE)
-        chunk_fail(tr, "the chunked body ended before its last chunk");
+    if (rc == CURLE_OK && tr->refused == REFUSED_NONE && wc_framing_end(&tr->frame) != WC_FRAME_OK)
+        tr->refused = REFUSED_FRAMING;
     if (rc != CURLE_OK || tr->refused != REFUSED_NONE) {
         const char *reason = failure_reason(tr, rc);
         lua_pushnil(L);
@@ -685,13 +444,13 @@ static int push_outcome(lua_State *L, wc_transfer *tr, CURLcode rc) {
             lua_pushfstring(L, "reply head larger than %d bytes", WC_MAX_HEAD_BYTES);
             break;
         case REFUSED_MEMORY: lua_pushliteral(L, "out of memory for the reply"); break;
-        case REFUSED_FRAMING: lua_pushstring(L, tr->framing); break;
+        case REFUSED_FRAMING: lua_pushstring(L, tr->frame.error); break;
         case REFUSED_RESEND:
             lua_pushliteral(L, "the server closed the kept-alive connection without a reply; a request that "
                                "isn't idempotent is not sent again (the server may have applied it)");
             break;
         default:
-            if (rc == CURLE_OUT_OF_MEMORY && tr->in_head)
+            if (rc == CURLE_OUT_OF_MEMORY && tr->frame.in_head)
                 lua_pushfstring(L, "reply head line too long (%s)", tr->errbuf[0] ? tr->errbuf : "out of memory");
             else
                 lua_pushstring(L, tr->errbuf[0] ? tr->errbuf : curl_easy_strerror(rc));

@@ -4,9 +4,7 @@
 -- "too_large" for an oversized head) and the connection is never reused, so
 -- leftover bytes can't become the answer to the next call. The cosocket
 -- transport runs in a live nginx (spec/support/ngx_app.lua, /transport).
-local cjson = require("cjson")
-local emulator = require("support.emulator")
-local openresty = require("support.openresty")
+local cosockets = require("support.cosockets")
 local raw = require("support.raw")
 local session = require("support.session")
 local core = require("wecom.core")
@@ -67,19 +65,10 @@ local function server(first)
 end
 
 describe("reply framing", function()
-  local emu, nginx, http
+  local ngx_transport
 
-  setup(function()
-    emu = emulator.start()
-    nginx = openresty.start{ emu = emu }
-    http = session{ timeout = 60 }
-  end)
-
-  teardown(function()
-    http:close()
-    nginx:stop()
-    emu:stop()
-  end)
+  setup(function() ngx_transport = cosockets.start() end)
+  teardown(function() ngx_transport:stop() end)
 
   -- The two transports, each answering {results of two GETs in a row}.
   local transports = {
@@ -96,25 +85,29 @@ describe("reply framing", function()
     ngx = function(srv, options)
       local calls = {}
       for i = 1, 2 do calls[i] = { requests = { { method = "GET", url = srv.base_url .. "/" .. i } } } end
-      local status, body = http:request("POST", nginx.base_url .. "/transport",
-        cjson.encode{ options = options or { timeout = 3 }, calls = calls })
-      assert.equal(200, status, body)
-      local reply = cjson.decode(body)
-      assert.is_nil(reply.error, reply.error)
-      return { reply.results[1][1], reply.results[2][1] }
+      local results = ngx_transport:run(calls, options or { timeout = 3 })
+      return { results[1][1], results[2][1] }
     end,
   }
 
   for _, name in ipairs{ "curl", "ngx" } do
     local run = transports[name]
+
+    -- The two results, the connections and the requests the server saw,
+    -- with `first` as its first reply; the server always stopped.
+    local function exchange(first)
+      local srv = server(first)
+      local ok, out = pcall(run, srv)
+      local connections, requests = srv:connections(), srv:requests()
+      srv:stop()
+      assert(ok, out)
+      return out, connections, requests
+    end
+
     describe("through " .. name, function()
       for _, case in ipairs(CASES) do
         it("refuses " .. case[1] .. " and never reuses the connection", function()
-          local srv = server(case[2])
-          local ok, out = pcall(run, srv)
-          local connections = srv:connections()
-          srv:stop()
-          assert(ok, out)
+          local out, connections = exchange(case[2])
           assert.is_nil(out[1].status, out[1].body)
           assert.equal(case[3], out[1].reason, out[1].message)
           assert.equal(NEXT, out[2].body, out[2].message)
@@ -124,11 +117,7 @@ describe("reply framing", function()
 
       for _, case in ipairs(GOOD) do
         it("takes " .. case[1] .. " and reuses the connection", function()
-          local srv = server(case[2])
-          local ok, out = pcall(run, srv)
-          local connections = srv:connections()
-          srv:stop()
-          assert(ok, out)
+          local out, connections = exchange(case[2])
           assert.equal(case[3], out[1].body, out[1].message)
           assert.equal(NEXT, out[2].body, out[2].message)
           -- libcurl can't see bytes after a reply without a body, so it
@@ -138,11 +127,7 @@ describe("reply framing", function()
       end
 
       it("never reuses the connection of a reply without a body that bytes followed", function()
-        local srv = server("HTTP/1.1 204 No Content\r\n\r\nhello")
-        local ok, out = pcall(run, srv)
-        local connections = srv:connections()
-        srv:stop()
-        assert(ok, out)
+        local out, connections = exchange("HTTP/1.1 204 No Content\r\n\r\nhello")
         -- cosockets see the bytes and refuse the reply; libcurl drops them unseen
         if name == "ngx" then assert.equal("protocol", out[1].reason) else assert.equal(204, out[1].status) end
         assert.equal(NEXT, out[2].body, out[2].message)
@@ -153,11 +138,7 @@ describe("reply framing", function()
         local p = io.popen("printf '%s' | gzip -c", "r")
         local gz = p:read("*a")
         p:close()
-        local srv = server(H .. "Content-Encoding: gzip\r\nContent-Length: " .. #gz .. "\r\n\r\n" .. gz)
-        local ok, out = pcall(run, srv)
-        local requests = srv:requests()
-        srv:stop()
-        assert(ok, out)
+        local out, _, requests = exchange(H .. "Content-Encoding: gzip\r\nContent-Length: " .. #gz .. "\r\n\r\n" .. gz)
         assert.equal(200, out[1].status, out[1].message)
         assert.equal(gz, out[1].body)
         assert.truthy(requests[1].text:find("\r\nAccept-Encoding: identity\r\n", 1, true), requests[1].text)
@@ -179,15 +160,13 @@ describe("reply framing", function()
     it("is refused by the cosocket transport", function()
       local srv = raw.start{ default = { send = raw.reply(NEXT) } }
       -- around wecom.options, which refuses it first
-      local status, body = http:request("POST", nginx.base_url .. "/transport", cjson.encode{
+      local reply = ngx_transport:post{
         raw_options = { timeout = 3, connect_timeout = 3, max_response_bytes = 1000, user_agent = UA },
         calls = { { requests = { { method = "GET", url = srv.base_url .. "/" } } } },
-      })
+      }
       local requests = srv:requests()
       srv:stop()
-      assert.equal(200, status, body)
-      local reply = cjson.decode(body)
-      assert.truthy(reply.error and reply.error:find("user_agent", 1, true), body)
+      assert.truthy(reply.error and reply.error:find("user_agent", 1, true), tostring(reply.error))
       assert.equal(0, #requests)
     end)
   end)
@@ -197,13 +176,11 @@ describe("reply framing", function()
     local srv = raw.start{
       replies = { { trickle = H .. "X-Long: " .. long .. "\r\nContent-Length: 2\r\n\r\n{}", interval = 0.00005 } },
     }
-    local status, body = http:request("POST", nginx.base_url .. "/transport", cjson.encode{
+    local reply = ngx_transport:post{
       options = { timeout = 20 }, count_alloc = true,
       calls = { { requests = { { method = "GET", url = srv.base_url .. "/" } } } },
-    })
+    }
     srv:stop()
-    assert.equal(200, status, body)
-    local reply = cjson.decode(body)
     assert.equal("{}", reply.results[1][1].body, reply.results[1][1].message)
     -- a copy of the partial line per piece would allocate ~n^2/2 bytes: 128 MB
     -- for 16,000 one-byte pieces, still 8 MB if they came 16 at a time

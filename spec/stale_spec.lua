@@ -5,9 +5,7 @@
 --     reply, a proxy's 408) are never read as the next call's reply;
 --   * a non-idempotent request is sent at most once, even when the pooled
 --     connection it went out on closes without a reply.
-local cjson = require("cjson")
-local emulator = require("support.emulator")
-local openresty = require("support.openresty")
+local cosockets = require("support.cosockets")
 local raw = require("support.raw")
 local session = require("support.session")
 local wecom = require("wecom")
@@ -171,31 +169,13 @@ describe("a kept-alive connection", function()
   end)
 
   describe("through cosockets", function()
-    local emu, nginx, http, srv
+    local ngx_transport, srv
 
-    setup(function()
-      emu = emulator.start()
-      nginx = openresty.start{ emu = emu }
-      http = session{ timeout = 60 }
-    end)
-
-    teardown(function()
-      http:close()
-      nginx:stop()
-      emu:stop()
-    end)
-
+    setup(function() ngx_transport = cosockets.start() end)
+    teardown(function() ngx_transport:stop() end)
     after_each(function() if srv then srv:stop() end end)
 
-    -- Runs calls on one cosocket transport inside nginx (ngx_app.transport).
-    local function run(calls, options)
-      local status, body = http:request("POST", nginx.base_url .. "/transport",
-        cjson.encode{ options = options or { timeout = 5 }, calls = calls })
-      assert.equal(200, status, body)
-      local reply = cjson.decode(body)
-      assert.is_nil(reply.error, reply.error)
-      return reply.results
-    end
+    local function run(calls) return ngx_transport:run(calls) end
 
     local function get(path, sleep) return { requests = { { method = "GET", url = srv.base_url .. path } }, sleep = sleep } end
 

@@ -23,8 +23,8 @@
 -- guarantees:
 --   * a request that isn't idempotent is sent at most once: after a
 --     kept-alive connection closed with it unanswered, it fails ("empty")
---     instead of going out again; one that never left is sent on a fresh
---     connection, as is an idempotent one
+--     instead of going out again; an idempotent one goes once more on a
+--     fresh connection (and with cosockets any whose send failed)
 --   * bytes that arrive on an idle connection are never read as a reply:
 --     such a connection is not reused
 --   * replies are framed strictly (RFC 9112): a malformed chunk, conflicting
