@@ -73,7 +73,7 @@ typedef struct {
 static size_t on_write(char *data, size_t size, size_t nmemb, void *ud) {
     wc_transfer *tr = (wc_transfer *)ud;
     size_t n = size * nmemb;
-    size_t max = tr->max_bytes > (curl_off_t)SIZE_MAX ? SIZE_MAX : (size_t)tr->max_bytes;
+    size_t max = (unsigned long long)tr->max_bytes > SIZE_MAX ? SIZE_MAX : (size_t)tr->max_bytes;
     switch (wc_framing_body(&tr->frame, &tr->body, max, data, n)) {
     case WC_FRAME_OK: return n;
     case WC_FRAME_TOO_LARGE: tr->refused = REFUSED_BODY_SIZE; break; /* the rest is never buffered */

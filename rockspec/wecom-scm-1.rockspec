@@ -49,7 +49,7 @@ build = {
     ["wecom.transport.ngx"] = "lua/wecom/transport/ngx.lua",
     ["wecom.core"] = {
       sources = {
-        "csrc/buffer.c", "csrc/core.c", "csrc/decode.c", "csrc/encode.c",
+        "csrc/buffer.c", "csrc/core.c", "csrc/decode.c", "csrc/encode.c", "csrc/framing.c",
         "csrc/http.c", "csrc/schema.c", "csrc/sha256.c",
       },
       libraries = { "curl" },

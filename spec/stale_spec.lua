@@ -46,7 +46,7 @@ describe("a kept-alive connection", function()
         local status, body = s:request("GET", srv.base_url .. "/x" .. i)
         assert.equal(200, status)
         assert.equal(REAL, body)
-        require("wecom.core").sleep(0.3) -- the stray reply arrives while the connection is idle
+        require("wecom.core").sleep(0.5) -- the stray reply arrives while the connection is idle
       end
       s:close()
       assert.equal(3, #srv:requests())
@@ -60,7 +60,7 @@ describe("a kept-alive connection", function()
         local status, body = s:request("POST", srv.base_url .. "/x" .. i, "{}")
         assert.equal(200, status)
         assert.equal(REAL, body)
-        require("wecom.core").sleep(0.3)
+        require("wecom.core").sleep(0.5)
       end
       s:close()
       assert.equal(3, #srv:requests())
@@ -76,7 +76,7 @@ describe("a kept-alive connection", function()
           assert.equal(200, r.status, r.message)
           assert.equal(REAL, r.body)
         end
-        require("wecom.core").sleep(0.3)
+        require("wecom.core").sleep(0.5)
       end
       -- and a single request after a batch
       assert.equal(REAL, select(2, s:request("GET", srv.base_url .. "/single")))
@@ -181,7 +181,7 @@ describe("a kept-alive connection", function()
 
     it("is never reused after the server wrote stray bytes on it", function()
       srv = stray_server(SECOND_REPLY)
-      local results = run{ get("/1"), get("/2", 0.3), get("/3", 0.3) }
+      local results = run{ get("/1"), get("/2", 0.5), get("/3", 0.5) }
       for i = 1, 3 do
         assert.equal(200, results[i][1].status, results[i][1].message)
         assert.equal(REAL, results[i][1].body)
@@ -191,7 +191,7 @@ describe("a kept-alive connection", function()
 
     it("costs no failed call when an idle connection gets a proxy's 408", function()
       srv = stray_server(PROXY_408)
-      local results = run{ get("/1"), get("/2", 0.3), get("/3", 0.3) }
+      local results = run{ get("/1"), get("/2", 0.5), get("/3", 0.5) }
       for i = 1, 3 do assert.equal(REAL, results[i][1].body, results[i][1].message) end
       assert.equal(3, #srv:requests())
     end)
