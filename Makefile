@@ -28,7 +28,7 @@ CORE = $(BUILD)/wecom/core.so
 # What the demo and the tests need on Debian bookworm.
 PACKAGES = gcc libc6-dev make lua5.1 liblua5.1-0-dev lua5.4 liblua5.4-dev luajit2 \
 	libluajit2-5.1-dev lua-cjson lua-busted luarocks libcurl4-openssl-dev nginx-light \
-	libnginx-mod-http-lua lua-check openssl ca-certificates libssl-dev pkg-config
+	libnginx-mod-http-lua lua-check openssl ca-certificates libssl-dev pkg-config lua-socket
 
 EMULATOR_PORT ?= 18080
 
@@ -135,7 +135,7 @@ CHECK_STEPS = werror cppcheck lint asan valgrind fuzz-smoke
 # specs that exercise the C core in this process (the others spawn programs)
 VALGRIND_SPECS = spec/core_spec.lua spec/schema_spec.lua spec/client_spec.lua spec/helpers_spec.lua spec/policy_spec.lua \
 	spec/schedule_spec.lua spec/reliability_spec.lua spec/fuzz_spec.lua spec/callback_spec.lua \
-	spec/callback_fuzz_spec.lua
+	spec/callback_fuzz_spec.lua spec/finalizer_spec.lua spec/stale_spec.lua spec/framing_spec.lua
 ASAN_SPECS = $(VALGRIND_SPECS) spec/emulator_spec.lua spec/demo_spec.lua spec/openresty_spec.lua \
 	spec/callback_nginx_spec.lua spec/hardening_spec.lua
 FUZZ_SECONDS ?= 60
@@ -165,7 +165,7 @@ werror:
 
 cppcheck:
 	cppcheck --enable=warning,style,performance,portability --std=c99 --error-exitcode=1 \
-		--inline-suppr --suppress=missingIncludeSystem --quiet -I csrc $(SRCS) fuzz/fuzz_codec.c
+		--inline-suppr --suppress=missingIncludeSystem --quiet -I csrc $(SRCS) fuzz/fuzz_codec.c fuzz/fuzz_framing.c
 
 # The suite with the core built with -fsanitize=address,undefined: the
 # interpreter is not instrumented, so the ASan runtime is preloaded.
@@ -185,17 +185,24 @@ valgrind: build
 		valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99 \
 		--trace-children=no $(LUA_CHECK) /usr/bin/busted -o utfTerminal $(VALGRIND_SPECS)
 
-# libFuzzer on the C encoder and decoder: `make fuzz FUZZ_SECONDS=600`.
+# libFuzzer on the C encoder and decoder, and on the reply framing of the
+# libcurl session: `make fuzz FUZZ_SECONDS=600` (each).
 FUZZ_BIN = build/fuzz/fuzz_codec
+FUZZ_FRAMING_BIN = build/fuzz/fuzz_framing
 fuzz-build:
-	@mkdir -p build/fuzz/corpus
+	@mkdir -p build/fuzz/corpus build/fuzz/framing-corpus
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Wall -Wextra \
 		-I/usr/include/lua5.4 -Icsrc fuzz/fuzz_codec.c $(SRCS) -o $(FUZZ_BIN) -llua5.4 $(LIBS) -lm
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Wall -Wextra \
+		-I/usr/include/lua5.4 -Icsrc fuzz/fuzz_framing.c csrc/framing.c csrc/buffer.c -o $(FUZZ_FRAMING_BIN)
 	@cp -n fuzz/seeds/* build/fuzz/corpus/ 2>/dev/null || true
+	@cp -n fuzz/framing-seeds/* build/fuzz/framing-corpus/ 2>/dev/null || true
 
 fuzz: check-deps fuzz-build
 	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
 		-artifact_prefix=build/fuzz/ build/fuzz/corpus
+	$(FUZZ_FRAMING_BIN) -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+		-artifact_prefix=build/fuzz/framing- build/fuzz/framing-corpus
 
 fuzz-smoke:
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20

@@ -124,7 +124,7 @@ end
 
 function M.run()
   local nginx = start_nginx()
-  local http = core.session{ timeout = 60 }
+  local http = require("wecom.transport.curl").new(assert(require("wecom.options").transport{ timeout = 60 }))
   local box = core.callback_box(TOKEN, KEY, CORPID)
   local base = ("http://127.0.0.1:%d"):format(nginx.port)
   local ok, result = pcall(function()

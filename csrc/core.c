@@ -24,6 +24,7 @@
 
 typedef struct {
     wc_buf out;   /* scratch buffer of the encoder, reused across calls */
+    int encoding; /* `out` belongs to an encode in progress */
     uint64_t rng; /* xorshift64* state for retry jitter */
 } wc_state;
 
@@ -106,33 +107,63 @@ static int l_endpoints(lua_State *L) {
     return 1;
 }
 
-static int l_encode(lua_State *L) {
-    wc_state *st = state(L);
-    const wc_field *schema = NULL;
-    wc_field body = { .type = WC_OBJECT };
+typedef struct {
+    const wc_field *schema;
+    wc_buf *out;
+} encode_call;
+
+/* The encoding itself, under lua_pcall: (call, body) -> json | nil, field, message */
+static int encode_run(lua_State *L) {
+    const encode_call *c = (const encode_call *)lua_touserdata(L, 1);
     wc_enc e;
-    if (!lua_isnoneornil(L, 1)) {
-        lua_Integer id = luaL_checkinteger(L, 1);
-        if (id < 1 || (size_t)id > wc_endpoint_count) return luaL_argerror(L, 1, "no such endpoint");
-        body.fields = wc_endpoints[id - 1].body;
-        body.check = wc_endpoints[id - 1].rules;
-        schema = &body;
-    }
-    luaL_checkany(L, 2);
-    lua_settop(L, 2);
     e.L = L;
-    e.out = &st->out;
-    st->out.len = 0;
-    if (!wc_encode(&e, schema, 2)) {
-        wc_buf_trim(&st->out, KEEP_ENCODE_BUFFER);
+    e.out = c->out;
+    c->out->len = 0;
+    if (!wc_encode(&e, c->schema, 2)) {
         lua_pushnil(L);
         lua_pushstring(L, e.field);
         lua_pushstring(L, e.message);
         return 3;
     }
-    lua_pushlstring(L, st->out.data, st->out.len);
-    wc_buf_trim(&st->out, KEEP_ENCODE_BUFFER);
+    lua_pushlstring(L, c->out->data, c->out->len);
     return 1;
+}
+
+/* core.encode(id|nil, body). Lua code can run during an encode (a __gc
+ * finalizer, at any allocation), and it may encode too: only the outermost
+ * encode uses the state's buffer, one that begins while it is in use gets a
+ * buffer of its own. The encoding runs under lua_pcall, so even after a raise
+ * (a memory error) the buffer is released or trimmed before the error goes on. */
+static int l_encode(lua_State *L) {
+    wc_state *st = state(L);
+    wc_field body = { .type = WC_OBJECT };
+    wc_buf own = { NULL, 0, 0 };
+    encode_call c = { NULL, NULL };
+    int nested, status;
+    if (!lua_isnoneornil(L, 1)) {
+        lua_Integer id = luaL_checkinteger(L, 1);
+        if (id < 1 || (size_t)id > wc_endpoint_count) return luaL_argerror(L, 1, "no such endpoint");
+        body.fields = wc_endpoints[id - 1].body;
+        body.check = wc_endpoints[id - 1].rules;
+        c.schema = &body;
+    }
+    luaL_checkany(L, 2);
+    lua_settop(L, 2);
+    lua_pushcfunction(L, encode_run); /* may allocate: before `out` is taken */
+    nested = st->encoding;
+    c.out = nested ? &own : &st->out;
+    st->encoding = 1;
+    lua_pushlightuserdata(L, &c);
+    lua_pushvalue(L, 2);
+    status = lua_pcall(L, 2, LUA_MULTRET, 0);
+    if (nested) {
+        wc_buf_free(&own);
+    } else {
+        st->encoding = 0;
+        wc_buf_trim(&st->out, KEEP_ENCODE_BUFFER);
+    }
+    if (status != 0) return lua_error(L);
+    return lua_gettop(L) - 2;
 }
 
 /* A real sleep, never a busy loop; resumes after signals. */
@@ -211,6 +242,8 @@ int luaopen_wecom_core(lua_State *L) {
     lua_setfield(L, -2, "_VERSION");
     lua_pushinteger(L, WC_MAX_CONCURRENCY);
     lua_setfield(L, -2, "MAX_CONCURRENCY");
+    lua_pushinteger(L, WC_MAX_HEAD_BYTES);
+    lua_setfield(L, -2, "MAX_HEAD_BYTES");
     {
         /* not curl_version(): it initialises LDAP and SASL just to name them */
         const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);

@@ -140,9 +140,46 @@ WC_INTERNAL int wc_xml_parse(lua_State *L, const char *s, size_t n, char *err, s
  * (encode.c). */
 WC_INTERNAL size_t wc_utf8_seq(const unsigned char *s, size_t n);
 
+/* ---- reply framing (framing.c) ---------------------------------------- */
+
+enum { WC_FRAME_OK, WC_FRAME_BAD, WC_FRAME_TOO_LARGE, WC_FRAME_NO_MEMORY };
+
+/* What is known of one reply as its head lines and body bytes arrive. */
+typedef struct {
+    size_t head_bytes; /* of every head so far (1xx heads, trailers) */
+    int in_head;       /* still reading a head */
+    struct {
+        int status, minor; /* of its status line */
+        int binary;        /* HTTP/2 or 3: framed by the protocol, not checked here */
+        int lengths;       /* Content-Length headers seen ... */
+        unsigned long long length;
+        int encodings;     /* Transfer-Encoding codings seen ... */
+        int chunked;       /* ... of which "chunked" */
+    } head;
+    struct { /* the chunked-body decoder */
+        int state, digits, line;
+        unsigned long long size; /* of the chunk, then what is left of it */
+    } chunk;
+    int no_reuse;      /* the connection must not serve another request */
+    const char *error; /* WC_FRAME_BAD: what was wrong */
+} wc_framing;
+
+WC_INTERNAL void wc_framing_reset(wc_framing *f);
+/* One line of a reply head with its line end, as libcurl hands it over. */
+WC_INTERNAL int wc_framing_head_line(wc_framing *f, const char *line, size_t n);
+/* A piece of the body: appended to `out` (decoded when chunked), which may
+ * hold `max` bytes in all. */
+WC_INTERNAL int wc_framing_body(wc_framing *f, wc_buf *out, size_t max, const char *p, size_t n);
+/* After the last byte: whether the body was complete. */
+WC_INTERNAL int wc_framing_end(wc_framing *f);
+
 /* ---- HTTP session (http.c) ------------------------------------------- */
 
 #define WC_MAX_CONCURRENCY 64 /* requests in flight at once in request_many */
+/* The longest reply head (status lines and header lines of every 1xx reply
+ * and of the final one) either transport takes; longer is "too_large". The
+ * cosocket transport reads it as core.MAX_HEAD_BYTES. */
+#define WC_MAX_HEAD_BYTES (64 * 1024)
 
 WC_INTERNAL void wc_http_open(lua_State *L); /* registers the metatable */
 WC_INTERNAL int wc_session_new(lua_State *L);

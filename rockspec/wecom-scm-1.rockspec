@@ -55,7 +55,7 @@ build = {
     ["wecom.core"] = {
       sources = {
         "csrc/buffer.c", "csrc/callback.c", "csrc/core.c", "csrc/decode.c", "csrc/encode.c",
-        "csrc/http.c", "csrc/schema.c", "csrc/sha256.c", "csrc/xml.c",
+        "csrc/framing.c", "csrc/http.c", "csrc/schema.c", "csrc/sha256.c", "csrc/xml.c",
       },
       libraries = { "curl", "crypto" },
       incdirs = { "$(CURL_INCDIR)", "$(CRYPTO_INCDIR)" },

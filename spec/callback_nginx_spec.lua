@@ -9,6 +9,7 @@ local core = require("wecom.core")
 local emulator = require("support.emulator")
 local example_nginx = require("support.example")
 local launcher = require("wecom.emulator.launcher")
+local session = require("support.session")
 local shell = require("support.shell")
 
 local TOKEN = "emulatorCallbackToken1"
@@ -24,7 +25,7 @@ describe("callbacks through nginx", function()
   setup(function()
     emu = emulator.start()
     example = example_nginx.start(emu, { WECOM_CALLBACK_TOKEN = TOKEN, WECOM_CALLBACK_AES_KEY = KEY })
-    http = core.session{ timeout = 60 }
+    http = session{ timeout = 60 }
     box = core.callback_box(TOKEN, KEY, emu.corpid)
   end)
 

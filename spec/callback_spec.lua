@@ -540,7 +540,7 @@ describe("wecom.callback", function()
 
     it("answers 503 to a delivery that races one being handled, and success once that is done", function()
       -- two workers: two callback objects sharing one store
-      local store = require("wecom.cache").new()
+      local store = require("wecom.cache.memory").new()
       local a, b = new{ seen = store }, new{ seen = store }
       local xml = modify_schedule()
       local inner
@@ -594,7 +594,7 @@ describe("wecom.callback", function()
     end)
 
     it("keeps each message for 2 * max_age, then forgets it", function()
-      local store = require("wecom.cache").new()
+      local store = require("wecom.cache.memory").new()
       local ttls = {}
       local spy = {
         add = function(_, k, v, ttl) ttls[v] = ttl return store:add(k, v, ttl) end,
@@ -658,7 +658,7 @@ describe("wecom.callback", function()
 
   describe("the default seen store", function()
     it("drops expired entries as it grows", function()
-      local store = require("wecom.cache").new()
+      local store = require("wecom.cache.memory").new()
       for i = 1, 3000 do store:set("k" .. i, "done", 0.01) end
       core.sleep(0.02)
       for i = 1, 3000 do store:set("n" .. i, "done", 0.01) end

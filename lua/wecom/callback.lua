@@ -15,7 +15,7 @@
 -- key or the plaintext of a refused message.
 local core = require("wecom.core")
 local errors = require("wecom.errors")
-local cache = require("wecom.cache")
+local memory = require("wecom.cache.memory")
 
 local M = {}
 
@@ -89,7 +89,7 @@ function M.new(opts)
   if not box then return invalid(field, text) end
   local self = setmetatable({
     max_age = max_age,
-    seen = seen or cache.new(),
+    seen = seen or memory.new(),
     own_seen = seen == nil,
     clock = opts.clock or default_clock,
   }, Callback)

@@ -32,6 +32,7 @@ M.REASONS = {
   protocol = { transient = true, applied = true, doc = "the reply broke HTTP's rules" },
   url = { transient = false, applied = false, doc = "the URL can't be requested" },
   closed = { transient = false, applied = false, doc = "the client is closed" },
+  busy = { transient = false, applied = false, doc = "the HTTP session was mid-call (a call from a __gc finalizer)" },
   token = { transient = false, applied = false, doc = "no access token: your token function failed" },
   error = { transient = false, applied = true, doc = "a custom transport raised or answered nonsense" },
 }

@@ -70,11 +70,11 @@ end
 
 -- One request through the transport of the moment: status, body, or nil,
 -- reason, message (a raising transport is a transport error too).
-local function send_one(p, method, url, body)
+local function send_one(p, method, url, body, idempotent)
   if p.closed then return nil, "closed", "the client is closed" end
   local transport, terr = p.transports:current()
   if not transport then return nil, "error", terr end
-  local ok, status, reply, detail = ypcall(transport.request, transport, method, url, body)
+  local ok, status, reply, detail = ypcall(transport.request, transport, method, url, body, idempotent)
   if not ok then return nil, "error", "the transport raised: " .. tostring(status) end
   return answer(status, reply, detail)
 end
@@ -111,7 +111,7 @@ local function send_many(p, reqs, concurrency)
   end
   local replies = {}
   for k, r in ipairs(reqs) do
-    local status, body, detail = send_one(p, r.method, r.url, r.body)
+    local status, body, detail = send_one(p, r.method, r.url, r.body, r.idempotent)
     replies[k] = status and { status = status, body = body } or { reason = body, message = detail }
   end
   return replies
@@ -197,7 +197,7 @@ function M.perform(p, ep, body)
       if not current then return nil, errors.redact(err, secrets_of(p)) end
       url = with_token_url(p, url, current)
     end
-    local status, reply, detail = send_one(p, ep.method, url, body)
+    local status, reply, detail = send_one(p, ep.method, url, body, ep.idempotent)
     local res, err = interpret(p, ep, status, reply, detail, current)
     if res ~= nil then return res end
     tally = tally or new_tally()
@@ -228,7 +228,9 @@ function M.perform_many(p, ep, bodies, concurrency)
     end
     local url = with_token_url(p, ep.url, current)
     local reqs = {}
-    for k, i in ipairs(pending) do reqs[k] = { method = ep.method, url = url, body = bodies[i] } end
+    for k, i in ipairs(pending) do
+      reqs[k] = { method = ep.method, url = url, body = bodies[i], idempotent = ep.idempotent }
+    end
     local replies = send_many(p, reqs, concurrency)
     local refreshable
     local function can_refresh()

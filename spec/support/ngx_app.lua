@@ -57,6 +57,43 @@ function M.init_worker()
   })
 end
 
+-- The cosocket transport used directly: {options =, calls = {{requests =
+-- {...}, concurrency =, sleep =}, ...}}. Each call is one request (one
+-- request_many with `concurrency`), after `sleep` seconds; all on one
+-- transport, in this worker, so a call finds the connections the ones before
+-- it left in the pool. `raw_options` instead of `options`: given to the
+-- transport as they are, unchecked by wecom.options. `count_alloc`: the KB
+-- the calls allocated (the collector stopped meanwhile) in `alloc_kb`.
+-- Returns {results = {...}} (one list per call), or {error =} when the
+-- transport can't be made.
+function M.transport(t)
+  local ok, tr = pcall(function()
+    return require("wecom.transport.ngx").new(t.raw_options or assert(require("wecom.options").transport(t.options)))
+  end)
+  if not ok then return { error = tostring(tr) } end
+  local results, before = {}, nil
+  if t.count_alloc then
+    collectgarbage("stop")
+    before = collectgarbage("count")
+  end
+  for i, call in ipairs(t.calls) do
+    if call.sleep then ngx.sleep(call.sleep) end
+    if call.concurrency then
+      results[i] = tr:request_many(call.requests, call.concurrency)
+    else
+      local r = call.requests[1]
+      local status, body, message = tr:request(r.method, r.url, r.body, r.idempotent)
+      results[i] = { status and { status = status, body = body } or { reason = body, message = message } }
+    end
+  end
+  local out = { results = results }
+  if before then
+    out.alloc_kb = collectgarbage("count") - before
+    collectgarbage("restart")
+  end
+  return out
+end
+
 function M.handle()
   local args = ngx.req.get_uri_args()
   local uri = ngx.var.uri
@@ -88,6 +125,9 @@ function M.handle()
     local second, err2 = c:calendar_add{ calendar = { summary = "second", color = "#000000" } }
     out.ok = first ~= nil and second ~= nil
     out.err = describe_error(err1 or err2)
+  elseif uri == "/transport" then -- POST: M.transport's input, its results
+    ngx.req.read_body()
+    out = M.transport(cjson.decode(ngx.req.get_body_data()))
   elseif uri == "/add" then
     local c = client(args.client or "shared")
     local res, err = c:calendar_add{ calendar = { summary = "from nginx", color = "#000000" } }

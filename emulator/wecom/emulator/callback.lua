@@ -189,7 +189,7 @@ local function post_once(xml, forge)
   end
   local url = ("%s%smsg_signature=%s&timestamp=%s&nonce=%s"):format(target.url,
     target.url:find("?", 1, true) and "&" or "?", signature, timestamp, nonce)
-  local transport = require("wecom.transport.ngx").new{ timeout = 10 }
+  local transport = require("wecom.transport.ngx").new(assert(require("wecom.options").transport{ timeout = 10 }))
   local status = transport:request("POST", url, body)
   return status or 0
 end

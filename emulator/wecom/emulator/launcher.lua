@@ -1,5 +1,5 @@
 -- Starts and stops the WeCom emulator: an unprivileged nginx with its Lua
--- module, serving lua/wecom/emulator/server.lua on 127.0.0.1.
+-- module, serving emulator/wecom/emulator/server.lua on 127.0.0.1.
 --
 --   local launcher = require("wecom.emulator.launcher")
 --   local emu = assert(launcher.start{ port = 0 })   -- 0: any free port
@@ -134,7 +134,7 @@ end
 -- checkout, build/luajit next to lua/ (make build LUA=luajit); an installed
 -- rock's is on LuaJIT's own path.
 local function core_cpath()
-  local dir = lua_root() .. "../build/luajit/"
+  local dir = lua_roots()[1] .. "../build/luajit/"
   if not file_exists(dir .. "wecom/core.so") then return "" end
   return ('lua_package_cpath "%s?.so;;";'):format(dir)
 end

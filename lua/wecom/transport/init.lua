@@ -2,22 +2,40 @@
 -- now uses.
 --
 -- The transport contract. A transport is any object with
---   transport:request(method, url, body)
---       method "GET" or "POST"; body a string or nil (GET)
+--   transport:request(method, url, body, idempotent)
+--       method "GET" or "POST"; body a string or nil (GET); idempotent
+--       whether the request may be sent again after a failure (nil: GET
+--       is, POST isn't; a transport may ignore it if it never resends)
 --       -> status (an integer), body (a string)
 --       -> nil, reason, message on failure: reason is one of
 --          wecom.errors.REASONS (timeout, connect, ... ; an unknown one
 --          counts as "error"), message one readable line
 -- and optionally
 --   transport:request_many(requests, concurrency) -> results
---       requests[i] = {method =, url =, body =}; results[i] = {status =,
---       body =} or {reason =, message =}, in the order of requests, with up
---       to `concurrency` requests in flight at once
+--       requests[i] = {method =, url =, body =, idempotent =}; results[i] =
+--       {status =, body =} or {reason =, message =}, in the order of
+--       requests, with up to `concurrency` requests in flight at once
 --   transport:close()
 -- Two are built in: "curl" (transport/curl.lua, a libcurl session of the C
 -- core: blocks while a request is in flight) and "ngx" (transport/ngx.lua,
 -- nginx cosockets: never blocks an nginx worker). Both are made with the
--- complete transport options of wecom.options.
+-- complete transport options of wecom.options, and both keep these
+-- guarantees:
+--   * a request that isn't idempotent is sent at most once: after a
+--     kept-alive connection closed with it unanswered, it fails ("empty")
+--     instead of going out again; an idempotent one goes once more on a
+--     fresh connection (and with cosockets any whose send failed)
+--   * bytes that arrive on an idle connection are never read as a reply:
+--     such a connection is not reused
+--   * replies are framed strictly (RFC 9112): a malformed chunk, conflicting
+--     Content-Length or Transfer-Encoding headers, a folded or malformed
+--     header line, framing on a reply without a body are "protocol"; a head
+--     (1xx heads and trailers included) over core.MAX_HEAD_BYTES is
+--     "too_large"; a connection goes back to the pool only after a reply
+--     whose framing was exact
+--   * the request asks for "Accept-Encoding: identity"; a compressed reply
+--     is handed over as it came (the JSON decoder refuses it)
+--   * nothing from the options reaches a header line with CR or LF in it
 local core = require("wecom.core")
 local options = require("wecom.options")
 
