@@ -28,7 +28,8 @@ CORE = $(BUILD)/wecom/core.so
 # What the demo and the tests need on Debian bookworm.
 PACKAGES = gcc libc6-dev make lua5.1 liblua5.1-0-dev lua5.4 liblua5.4-dev luajit2 \
 	libluajit2-5.1-dev lua-cjson lua-busted luarocks libcurl4-openssl-dev nginx-light \
-	libnginx-mod-http-lua lua-check openssl ca-certificates libssl-dev pkg-config lua-socket
+	libnginx-mod-http-lua lua-check openssl ca-certificates libssl-dev pkg-config lua-socket \
+	lua-sql-sqlite3
 
 EMULATOR_PORT ?= 18080
 

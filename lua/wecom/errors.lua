@@ -239,6 +239,14 @@ function M.callback(reason, text)
   return new{ kind = "callback", reason = reason, retryable = false, message = "callback: " .. text }
 end
 
+-- A mirror's operation that could not finish (wecom.sync); `reason` says
+-- why: "store" (the store failed: nothing of the step was written),
+-- "handler" (on_change failed: the step was rolled back, to be reported
+-- again) or "busy" (another operation of the same mirror is running).
+function M.sync(reason, text)
+  return new{ kind = "sync", reason = reason, retryable = true, message = "sync: " .. text }
+end
+
 -- What the retry policy should do with an error:
 --   "refresh" (get a new token, then send again), "retry" (back off, then
 --   send again) or "fail".
