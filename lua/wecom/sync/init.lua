@@ -92,8 +92,9 @@ M.memory = function() return require("wecom.sync.memory").new() end
 -- sync.sqlite(path [, opts]) -> store | nil, err (lua/wecom/sync/sqlite.lua)
 M.sqlite = function(path, opts) return require("wecom.sync.sqlite").open(path, opts) end
 
-local function check_self(self, method)
-  if getmetatable(self) ~= Mirror then error(("mirror:%s: call it with a colon"):format(method), 3) end
+-- level: of the user's call, seen from here
+local function check_self(self, method, level)
+  if getmetatable(self) ~= Mirror then error(("mirror:%s: call it with a colon"):format(method), level or 3) end
 end
 
 ---------------------------------------------------------------------------
@@ -263,7 +264,7 @@ end
 -- one operation of a mirror at a time
 
 local function exclusive(self, name, fn, ...)
-  check_self(self, name)
+  check_self(self, name, 4)
   if self.running then
     return nil, errors.sync("busy", ("mirror:%s: mirror:%s is still running"):format(name, self.running))
   end

@@ -39,17 +39,20 @@ local function invalid(field, text) return nil, errors.validation("sync.sqlite",
 
 local SYNCHRONOUS = { OFF = true, NORMAL = true, FULL = true, EXTRA = true }
 
--- Runs one statement; true (or the cursor of a query) | nil, err.
+-- Runs one statement: true | nil, err. (A statement that yields rows, such
+-- as some PRAGMAs, gives a cursor: closed, or the connection can't close.)
 local function exec(conn, sql)
   local res, err = conn:execute(sql)
   if res == nil then return nil, fail(err) end
-  return res
+  if type(res) == "userdata" then res:close() end
+  return true
 end
 
 -- The rows of a query, each as an array (mode "n"), or nil, err.
 local function rows(conn, sql)
-  local cur, err = exec(conn, sql)
-  if not cur then return nil, err end
+  local cur, err = conn:execute(sql)
+  if cur == nil then return nil, fail(err) end
+  if type(cur) ~= "userdata" then return {} end
   local out = {}
   while true do
     local row = cur:fetch({}, "n")
