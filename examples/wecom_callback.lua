@@ -59,6 +59,9 @@ local EVENTS = {
 
 local function on_event(msg)
   if msg.MsgType ~= "event" or not EVENTS[msg.Event] then return end -- other messages: not ours
+  -- the mirror's timers apply it (wecom_mirror.lua): no SQLite in a request handler
+  local queued, qerr = require("wecom_mirror").enqueue(msg)
+  if not queued then return nil, qerr end
   local change = {
     event = msg.Event, cal_id = msg.CalId, schedule_id = msg.ScheduleId, from = msg.FromUserName,
     create_time = msg.CreateTime, worker = ngx.worker.pid(),
