@@ -49,6 +49,7 @@ build = {
     ["wecom.request"] = "lua/wecom/request.lua",
     ["wecom.schema"] = "lua/wecom/schema.lua",
     ["wecom.sync"] = "lua/wecom/sync/init.lua",
+    ["wecom.sync.cli"] = "lua/wecom/sync/cli.lua",
     ["wecom.sync.codec"] = "lua/wecom/sync/codec.lua",
     ["wecom.sync.memory"] = "lua/wecom/sync/memory.lua",
     ["wecom.sync.sqlite"] = "lua/wecom/sync/sqlite.lua",
