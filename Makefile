@@ -34,7 +34,7 @@ PACKAGES = gcc libc6-dev make lua5.1 liblua5.1-0-dev lua5.4 liblua5.4-dev luajit
 EMULATOR_PORT ?= 18080
 
 .PHONY: all build deps test test-one demo emulator emulator-stop lint clean check check-deps werror \
-	cppcheck asan valgrind fuzz fuzz-build bench bench-setup bench-callback profile
+	cppcheck asan valgrind fuzz fuzz-build bench bench-setup bench-callback bench-mirror profile
 
 all: build
 
@@ -123,6 +123,12 @@ bench-callback: deps
 	@$(MAKE) --no-print-directory build LUA=lua5.4 >/dev/null
 	@$(MAKE) --no-print-directory build LUA=luajit >/dev/null
 	env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 lua5.4 bench/run.lua callback
+
+# The mirror row alone (the initial pull into SQLite vs paging), replacing its section.
+bench-mirror: deps
+	@$(MAKE) --no-print-directory build LUA=lua5.4 >/dev/null
+	@$(MAKE) --no-print-directory build LUA=luajit >/dev/null
+	env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 lua5.4 bench/run.lua mirror
 
 # The per-call hot path under callgrind (instruction counts repeat exactly):
 # build/bench/callgrind.{luajit,lua5.4}.out, with the top functions printed.

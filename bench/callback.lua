@@ -191,24 +191,7 @@ end
 
 -- `make bench-callback`: this row alone, replacing its section of RESULTS.md.
 function M.record(r)
-  local path = "bench/RESULTS.md"
-  local f = io.open(path)
-  local text = f and f:read("*a") or "# Benchmark results\n\n"
-  if f then f:close() end
-  local section = table.concat(M.lines(r), "\n")
-  section = section:gsub("Run this row alone", ("Recorded alone on %s. Run this row alone")
-    :format(os.date("!%Y-%m-%d %H:%M UTC")), 1)
-  local head, rest = text:match("^(.-)## Callbacks: [^\n]*\n(.*)$")
-  if head then
-    local after = rest:match("\n(## .*)$") or ""
-    text = head .. section .. (after ~= "" and "\n" .. after or "")
-  else
-    text = text:gsub("\n*$", "\n\n") .. section
-  end
-  f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-  print(section)
+  dofile("bench/section.lua")(M.lines(r), "## Callbacks: ")
 end
 
 return M

@@ -14,12 +14,20 @@
 --                  sequential vs concurrency 10
 --   callbacks      POSTs per second through cb:serve vs `return 200`
 --                  (bench/callback.lua; alone: `make bench-callback`)
+--   mirror         the initial pull of 100,000 schedules into SQLite vs
+--                  paging without storing (bench/mirror.lua; alone:
+--                  `make bench-mirror`)
 package.path = "lua/?.lua;lua/?/init.lua;emulator/?.lua;" .. package.path
 package.cpath = "build/lua5.4/?.so;" .. package.cpath
 
 local callback_bench = dofile("bench/callback.lua")
 if arg[1] == "callback" then
   callback_bench.record(callback_bench.run())
+  return
+end
+local mirror_bench = dofile("bench/mirror.lua")
+if arg[1] == "mirror" then
+  mirror_bench.record(mirror_bench.run())
   return
 end
 
@@ -222,6 +230,7 @@ local ok, err = pcall(function()
   -------------------------------------------------------------------------
   -- callbacks
   results.callback = callback_bench.run()
+  results.mirror = mirror_bench.run()
 end)
 http:close()
 fixed:stop()
@@ -319,6 +328,7 @@ lines[#lines + 1] = ("Concurrency 10 is %.1fx faster. One after another the ten 
   :format(results.bulk[1] / results.bulk[10])
 lines[#lines + 1] = ""
 for _, line in ipairs(callback_bench.lines(results.callback)) do lines[#lines + 1] = line end
+for _, line in ipairs(mirror_bench.lines(results.mirror)) do lines[#lines + 1] = line end
 
 local report = table.concat(lines, "\n")
 local f = assert(io.open("bench/RESULTS.md", "w"))

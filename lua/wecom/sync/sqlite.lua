@@ -63,7 +63,13 @@ local function rows(conn, sql)
   return out
 end
 
-local function quote(conn, s) return "'" .. conn:escape(s) .. "'" end
+-- A string as an SQL literal. JSON text and ids seldom hold a quote: those
+-- that don't go as they are (escaping a page's JSON costs as much as
+-- storing it).
+local function quote(conn, s)
+  if s:find("'", 1, true) then return "'" .. conn:escape(s) .. "'" end
+  return "'" .. s .. "'"
+end
 
 local function int(n) return ("%.0f"):format(n) end
 
