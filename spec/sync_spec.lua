@@ -503,6 +503,36 @@ describe("wecom.sync", function()
       assert.truthy(err.message:find("closed", 1, true))
     end)
 
+    it("tells apart schedules whose ids share a key, and the same id in two calendars", function()
+      local sqlite = require("wecom.sync.sqlite")
+      assert.equal(sqlite.id_key("heliotropes"), sqlite.id_key("neurospora")) -- djb2 collides on these
+      local store = assert(sync.sqlite(dir .. "/keys.db"))
+      for _, cal in ipairs{ "wc1", "wc2" } do
+        assert(store:update(cal, {}, function() return { follow = true } end))
+      end
+      local function put(cal, id, summary)
+        assert(store:update(cal, { id }, function() return { put = { { schedule_id = id, summary = summary } } } end))
+      end
+      put("wc1", "heliotropes", "a")
+      put("wc1", "neurospora", "b")
+      put("wc2", "heliotropes", "c")
+      put("wc1", "heliotropes", "a2") -- an update, in place
+      local rows
+      assert(store:update("wc1", { "heliotropes", "neurospora", "dram" }, function(_, r)
+        rows = r
+        return { remove = { "neurospora" }, seen = { "heliotropes" }, scan = 7 }
+      end))
+      assert.equal("a2", rows.heliotropes.summary)
+      assert.equal("b", rows.neurospora.summary)
+      assert.is_nil(rows.dram)
+      local list = store:page("wc1", nil, 10)
+      assert.equal(1, #list)
+      assert.equal("a2", list[1].summary)
+      assert.same({}, store:page("wc1", nil, 10, 7)) -- marked by the scan
+      assert.equal("c", store:page("wc2", nil, 10)[1].summary)
+      store:close()
+    end)
+
     it("keeps what the API returns exactly: integers, big numbers, control characters", function()
       local store = assert(sync.sqlite(dir .. "/exact.db"))
       local weird = { schedule_id = "s1", summary = "tab\tbell\7nul\0end", sequence = 2 ^ 53 - 1,
