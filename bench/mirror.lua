@@ -57,7 +57,7 @@ function M.run()
     local runs = {}
     for _, lua in ipairs(LUAS) do
       runs[lua] = {}
-      for _, mode in ipairs(MODES) do runs[lua][mode] = { rate = {}, peak = {} } end
+      for _, mode in ipairs(MODES) do runs[lua][mode] = { rate = {}, peak = {}, cpu = {} } end
     end
     local file = 0
     for round = 1, ROUNDS do
@@ -69,10 +69,11 @@ function M.run()
           local out = capture(("%s bench/mirror_pull.lua %s %s %s %s"):format(lua_env(lua), q(emu.base_url), cal_id,
             mode, q(db)))
           os.execute(("rm -f %s %s-wal %s-shm"):format(q(db), q(db), q(db)))
-          local count, secs, peak = out:match("^(%d+)%s+([%d.]+)%s+(%d+)$")
+          local count, secs, peak, cpu = out:match("^(%d+)%s+([%d.]+)%s+(%d+)%s+([%d.]+)$")
           assert(tonumber(count) == N, ("%s %s: %s"):format(lua, mode, out))
           table.insert(runs[lua][mode].rate, N / tonumber(secs))
           table.insert(runs[lua][mode].peak, tonumber(peak))
+          table.insert(runs[lua][mode].cpu, tonumber(cpu))
         end
       end
     end
@@ -80,7 +81,8 @@ function M.run()
     for _, lua in ipairs(LUAS) do
       out[lua] = {}
       for _, mode in ipairs(MODES) do
-        out[lua][mode] = { rate = median(runs[lua][mode].rate), peak_kb = median(runs[lua][mode].peak) }
+        out[lua][mode] = { rate = median(runs[lua][mode].rate), peak_kb = median(runs[lua][mode].peak),
+          cpu = median(runs[lua][mode].cpu) }
       end
     end
     return out
@@ -100,17 +102,19 @@ function M.lines(r)
       .. " of 1000 by a fresh process (%d rounds, the contenders interleaved, medians). `mirror:pull()`"
       .. " stores each page and the offset past it in one SQLite transaction (WAL, synchronous=NORMAL),"
       .. " after looking up which of the page's schedules the file already holds; the floor pages the same"
-      .. " calendar with `schedule_cursor` and keeps nothing. Peak memory is the process's VmHWM."):format(N, ROUNDS),
+      .. " calendar with `schedule_cursor` and keeps nothing. Peak memory is the process's VmHWM; CPU, the"
+      .. " client process's own seconds (the emulator, on the same two cores, spends most of the floor's"
+      .. " time encoding the pages)."):format(N, ROUNDS),
     "",
-    "| Lua | contender | schedules/s | of the floor | peak memory |",
-    "| --- | --- | ---: | ---: | ---: |",
+    "| Lua | contender | schedules/s | of the floor | peak memory | client CPU s |",
+    "| --- | --- | ---: | ---: | ---: | ---: |",
   }
   for _, lua in ipairs(LUAS) do
     local floor = r[lua].floor.rate
     for _, mode in ipairs(MODES) do
       local x = r[lua][mode]
-      lines[#lines + 1] = ("| %s | %s | %.0f | %.2f | %.1f MiB |"):format(lua, NAMES[mode], x.rate, x.rate / floor,
-        x.peak_kb / 1024)
+      lines[#lines + 1] = ("| %s | %s | %.0f | %.2f | %.1f MiB | %.2f |"):format(lua, NAMES[mode], x.rate,
+        x.rate / floor, x.peak_kb / 1024, x.cpu)
     end
   end
   lines[#lines + 1] = ""
