@@ -117,10 +117,7 @@ local function fire(http, base, path, list, worker)
   return #list / took, (cpu1 - cpu0) / 1000 / #list
 end
 
-local function median(list)
-  table.sort(list)
-  return list[math.ceil(#list / 2)]
-end
+local median = dofile("bench/util.lua").median
 
 function M.run()
   local nginx = start_nginx()
@@ -191,7 +188,7 @@ end
 
 -- `make bench-callback`: this row alone, replacing its section of RESULTS.md.
 function M.record(r)
-  dofile("bench/section.lua")(M.lines(r), "## Callbacks: ")
+  dofile("bench/util.lua").record(M.lines(r), "## Callbacks: ")
 end
 
 return M

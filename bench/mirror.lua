@@ -20,25 +20,8 @@ local NAMES = {
   memory = "`mirror:pull()` into `sync.memory()`",
 }
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function capture(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("*a")
-  p:close()
-  return (out:gsub("%s+$", ""))
-end
-
-local function lua_env(lua)
-  local cpath = lua == "luajit" and "build/luajit/?.so;;" or "build/lua5.4/?.so;;"
-  return ("env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH=%s %s")
-    :format(q(cpath), lua)
-end
-
-local function median(list)
-  table.sort(list)
-  return list[math.ceil(#list / 2)]
-end
+local util = dofile("bench/util.lua")
+local q, capture, lua_env, median = util.q, util.capture, util.lua_env, util.median
 
 function M.run()
   local emu = assert(launcher.start{ port = 0, corpid = "wwbench", corpsecret = "bench-secret" })
@@ -130,7 +113,7 @@ end
 
 -- `make bench-mirror`: this row alone, replacing its section of RESULTS.md.
 function M.record(r)
-  dofile("bench/section.lua")(M.lines(r), "## Keeping a mirror: ")
+  util.record(M.lines(r), "## Keeping a mirror: ")
 end
 
 return M

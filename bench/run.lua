@@ -39,25 +39,8 @@ local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS") or "") or 5
 local CALLS = tonumber(os.getenv("BENCH_CALLS") or "") or 20000
 local CURL_CALLS = math.max(50, math.floor(CALLS / 15))
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function capture(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("*a")
-  p:close()
-  return (out:gsub("%s+$", ""))
-end
-
-local function lua_env(lua)
-  local cpath = lua == "luajit" and "build/luajit/?.so;;" or "build/lua5.4/?.so;;"
-  return ("env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 LUA_PATH='lua/?.lua;lua/?/init.lua;emulator/?.lua;;' LUA_CPATH=%s %s"):format(
-    q(cpath), lua)
-end
-
-local function median(list)
-  table.sort(list)
-  return list[math.ceil(#list / 2)]
-end
+local util = dofile("bench/util.lua")
+local q, capture, lua_env, median = util.q, util.capture, util.lua_env, util.median
 
 local function number_of(out, what)
   local v = tonumber(out:match("([%d.]+)%s*$"))

@@ -5,7 +5,7 @@
 local cjson = require("cjson")
 local cli = require("wecom.sync.cli")
 local emulator = require("support.emulator")
-local shell = require("support.shell")
+local support = require("support.mirror")
 
 local function stream()
   local s = { parts = {} }
@@ -28,20 +28,16 @@ describe("wecom mirror", function()
 
   setup(function()
     emu = emulator.start()
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(shell.run("mkdir -p " .. shell.quote(dir)) == 0)
+    dir = support.tmpdir()
   end)
 
   teardown(function()
     emu:stop()
-    shell.run("rm -rf " .. shell.quote(dir))
+    support.rmdir(dir)
   end)
 
   before_each(function()
-    emu:reset()
-    emu:clear_faults()
-    client = emu:client()
+    client = support.fresh(emu)
     n = n + 1
   end)
 
@@ -55,9 +51,7 @@ describe("wecom mirror", function()
     return status, opts.stdout, opts.stderr
   end
 
-  local function calendar(summary)
-    return assert(client:calendar_add{ calendar = { summary = summary or "team", color = "#336699" } }).cal_id
-  end
+  local function calendar(summary) return support.calendar(client, summary) end
 
   it("follows and pulls on the first run, then prints only what changed, reconcile included", function()
     local cal = calendar()

@@ -56,9 +56,7 @@ describe("wecom.sync durability", function()
 
   setup(function()
     emu = emulator.start()
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(shell.run("mkdir -p " .. shell.quote(dir)) == 0)
+    dir = support.tmpdir()
     child_file = dir .. "/child.lua"
     local f = assert(io.open(child_file, "w"))
     f:write(CHILD)
@@ -67,18 +65,12 @@ describe("wecom.sync durability", function()
 
   teardown(function()
     emu:stop()
-    shell.run("rm -rf " .. shell.quote(dir))
+    support.rmdir(dir)
   end)
 
-  before_each(function()
-    emu:reset()
-    emu:clear_faults()
-    client = emu:client()
-  end)
+  before_each(function() client = support.fresh(emu) end)
 
-  local function calendar()
-    return assert(client:calendar_add{ calendar = { summary = "big", color = "#336699" } }).cal_id
-  end
+  local function calendar() return support.calendar(client, "big") end
 
   -- Starts the child in the background; returns its pid.
   local function spawn(cal_id, db, log, page_size, mode)

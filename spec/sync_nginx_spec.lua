@@ -9,7 +9,6 @@ local core = require("wecom.core")
 local emulator = require("support.emulator")
 local example_nginx = require("support.example")
 local session = require("support.session")
-local shell = require("support.shell")
 local support = require("support.mirror")
 local sync = require("wecom.sync")
 
@@ -19,11 +18,9 @@ describe("the mirror of examples/nginx.conf", function()
   setup(function()
     emu = emulator.start()
     client = emu:client()
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(shell.run("mkdir -p " .. shell.quote(dir)) == 0)
+    dir = support.tmpdir()
     db = dir .. "/mirror.db"
-    cal = assert(client:calendar_add{ calendar = { summary = "team", color = "#336699" } }).cal_id
+    cal = support.calendar(client)
     emu:seed(cal, 1500, { cancelled_every = 10 })
     sid = assert(client:schedule_add{ schedule = { cal_id = cal, start_time = 1800000000, end_time = 1800003600,
       summary = "review", attendees = { { userid = "lisi" } } } }).schedule_id
@@ -41,7 +38,7 @@ describe("the mirror of examples/nginx.conf", function()
     if http then http:close() end
     if example then example:stop() end
     emu:stop()
-    shell.run("rm -rf " .. shell.quote(dir))
+    support.rmdir(dir)
   end)
 
   local function changes()

@@ -4,7 +4,6 @@
 -- without an event; every change reported once; bad input refused.
 local codec = require("wecom.sync.codec")
 local emulator = require("support.emulator")
-local shell = require("support.shell")
 local support = require("support.mirror")
 local sync = require("wecom.sync")
 
@@ -22,23 +21,19 @@ describe("wecom.sync", function()
   setup(function()
     emu = emulator.start()
     inbox = support.inbox(emu.corpid)
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(shell.run("mkdir -p " .. shell.quote(dir)) == 0)
+    dir = support.tmpdir()
   end)
 
   teardown(function()
     if inbox then inbox:stop() end
     emu:stop()
-    shell.run("rm -rf " .. shell.quote(dir))
+    support.rmdir(dir)
   end)
 
   before_each(function()
-    emu:reset()
-    emu:clear_faults()
+    client = support.fresh(emu)
     inbox:target(emu)
     inbox:messages() -- what earlier tests left
-    client = emu:client()
   end)
 
   local function new_store(kind)
@@ -47,9 +42,7 @@ describe("wecom.sync", function()
     return assert(sync.sqlite(("%s/mirror-%d.db"):format(dir, files)))
   end
 
-  local function calendar(summary)
-    return assert(client:calendar_add{ calendar = { summary = summary or "team", color = "#336699" } }).cal_id
-  end
+  local function calendar(summary) return support.calendar(client, summary) end
 
   local function schedule(cal_id, summary, at)
     at = at or 1800000000

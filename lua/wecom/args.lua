@@ -51,6 +51,19 @@ function M.id(helper, field, v)
   return nil
 end
 
+-- Whether v (a table or userdata) has a function under each of `names`,
+-- looked up as a method call would (an ngx.shared.DICT keeps its methods in
+-- a metatable); an __index that raises counts as a no.
+function M.methods(v, names)
+  local t = type(v)
+  if t ~= "table" and t ~= "userdata" then return false end
+  for _, name in ipairs(names) do
+    local ok, f = pcall(function() return v[name] end)
+    if not ok or type(f) ~= "function" then return false end
+  end
+  return true
+end
+
 -- A list (a table with keys 1..n only) of ids.
 function M.id_list(helper, field, v)
   if type(v) ~= "table" then return fail(helper, field, "expected a list of ids") end

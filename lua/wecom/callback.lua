@@ -13,6 +13,7 @@
 -- what each outcome answers. Refusals are `nil, err` with err.kind
 -- "callback" and err.reason; no error or log line carries the token, the
 -- key or the plaintext of a refused message.
+local checks = require("wecom.args") -- (args: the query, below)
 local core = require("wecom.core")
 local errors = require("wecom.errors")
 local memory = require("wecom.cache.memory")
@@ -50,16 +51,6 @@ local function fail(reason, text) return errors.callback(reason, text) end
 
 local function invalid(field, text) return nil, errors.validation("callback.new", field, text) end
 
-local function has_methods(v, names)
-  local t = type(v)
-  if t ~= "table" and t ~= "userdata" then return false end
-  for _, name in ipairs(names) do
-    local ok, f = pcall(function() return v[name] end)
-    if not ok or type(f) ~= "function" then return false end
-  end
-  return true
-end
-
 local function default_clock()
   local ngx = rawget(_G, "ngx")
   if ngx and ngx.time then return ngx.time() end
@@ -81,7 +72,7 @@ function M.new(opts)
     return invalid("max_age", "expected a positive number of seconds")
   end
   local seen = opts.seen
-  if seen ~= nil and not has_methods(seen, { "add", "get", "set", "delete" }) then
+  if seen ~= nil and not checks.methods(seen, { "add", "get", "set", "delete" }) then
     return invalid("seen", "expected an object with add, get, set and delete (an ngx.shared.DICT, a cache)")
   end
   if opts.clock ~= nil and type(opts.clock) ~= "function" then return invalid("clock", "expected a function") end

@@ -6,11 +6,36 @@ local callback = require("wecom.callback")
 local codec = require("wecom.sync.codec")
 local luassert = require("luassert")
 local raw = require("support.raw")
+local shell = require("support.shell")
 
 local M = {}
 
 M.TOKEN = "mirrorCallbackToken"
 M.KEY = "Mk1mZ0p5cW1KcU9ZbWh3Rk1sU2d0b3J3c1RkY2xw0a9"
+
+-- A directory of a spec's own (M.rmdir(dir) in its teardown).
+function M.tmpdir()
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(shell.run("mkdir -p " .. shell.quote(dir)) == 0)
+  return dir
+end
+
+function M.rmdir(dir)
+  if dir then shell.run("rm -rf " .. shell.quote(dir)) end
+end
+
+-- Each test's start: the emulator as new (the callback target stays), and
+-- a client of it.
+function M.fresh(emu)
+  emu:reset()
+  emu:clear_faults()
+  return emu:client()
+end
+
+function M.calendar(client, summary)
+  return assert(client:calendar_add{ calendar = { summary = summary or "team", color = "#336699" } }).cal_id
+end
 
 -- The live schedules of a calendar as the API lists them, in list order,
 -- and by id. `upto`: only the first `upto` entries of the list.

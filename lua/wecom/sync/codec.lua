@@ -1,4 +1,4 @@
--- How the stores keep schedules and calendars: as JSON text, so that what
+-- What the stores share. They keep schedules and calendars as JSON text, so that what
 -- comes back from a store is a fresh table (a handler that changes
 -- change.schedule can't change the mirror) typed exactly as the client's
 -- replies are (integers restored on Lua 5.3+ by the same decoder), and so
@@ -69,6 +69,24 @@ function M.decode(json)
   local v, err = decode_reply(json)
   if not v then return nil, err end
   return v
+end
+
+-- What a store checks of a batch before it writes anything of it: nil, or
+-- what is wrong.
+function M.check_batch(batch)
+  if type(batch) ~= "table" then return "the update function returned no batch" end
+  for _, key in ipairs{ "put", "remove", "seen" } do
+    if batch[key] ~= nil and type(batch[key]) ~= "table" then return "batch." .. key .. ": expected a list" end
+  end
+  for i, s in ipairs(batch.put or {}) do
+    if type(s) ~= "table" or type(s.schedule_id) ~= "string" then
+      return ("batch.put[%d]: expected a schedule with a schedule_id"):format(i)
+    end
+  end
+  for _, key in ipairs{ "offset", "scan" } do
+    if batch[key] ~= nil and type(batch[key]) ~= "number" then return "batch." .. key .. ": expected a number" end
+  end
+  return nil
 end
 
 -- Whether two decoded values have the same content (JSON's view: numbers

@@ -52,16 +52,6 @@ Mirror.__name = "wecom.sync.mirror"
 
 local function invalid(field, text) return nil, errors.validation("sync.new", field, text) end
 
-local function has_methods(v, names)
-  local t = type(v)
-  if t ~= "table" and t ~= "userdata" then return false end
-  for _, name in ipairs(names) do
-    local ok, f = pcall(function() return v[name] end)
-    if not ok or type(f) ~= "function" then return false end
-  end
-  return true
-end
-
 -- sync.new{client, store, on_change, page_size} -> mirror | nil, err
 function M.new(opts)
   if type(opts) ~= "table" then return invalid(nil, "expected a table of options") end
@@ -71,7 +61,7 @@ function M.new(opts)
     return invalid("client", "expected a client made by wecom.new")
   end
   local store = rawget(opts, "store")
-  if not has_methods(store, STORE_METHODS) then
+  if not args.methods(store, STORE_METHODS) then
     return invalid("store", "expected a store: sync.sqlite(path), sync.memory() or an object with "
       .. table.concat(STORE_METHODS, ", "))
   end

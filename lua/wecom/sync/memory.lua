@@ -129,21 +129,6 @@ local function apply(self, cal_id, c, batch)
   end
 end
 
--- Encodes what the batch will store before anything changes, so a value
--- that can't be stored leaves the store as it was.
-local function check(batch)
-  if type(batch) ~= "table" then return "the update function returned no batch" end
-  for _, key in ipairs{ "put", "remove", "seen" } do
-    if batch[key] ~= nil and type(batch[key]) ~= "table" then return "batch." .. key .. ": expected a list" end
-  end
-  for i, s in ipairs(batch.put or {}) do
-    if type(s) ~= "table" or type(s.schedule_id) ~= "string" then
-      return ("batch.put[%d]: expected a schedule with a schedule_id"):format(i)
-    end
-  end
-  return nil
-end
-
 function Store:update(cal_id, ids, fn, report)
   if self.busy then return nil, errors.sync("busy", "the memory store is inside another update") end
   local c = self.calendars[cal_id]
@@ -164,7 +149,7 @@ function Store:update(cal_id, ids, fn, report)
     self.busy = false
     return nil, err
   end
-  local bad = check(batch)
+  local bad = codec.check_batch(batch)
   if bad then
     self.busy = false
     return nil, errors.sync("store", bad)

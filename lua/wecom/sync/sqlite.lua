@@ -409,22 +409,6 @@ local function write(conn, key, cal_id, rec, batch, known)
   return true
 end
 
-local function check(batch)
-  if type(batch) ~= "table" then return "the update function returned no batch" end
-  for _, key in ipairs{ "put", "remove", "seen" } do
-    if batch[key] ~= nil and type(batch[key]) ~= "table" then return "batch." .. key .. ": expected a list" end
-  end
-  for i, s in ipairs(batch.put or {}) do
-    if type(s) ~= "table" or type(s.schedule_id) ~= "string" then
-      return ("batch.put[%d]: expected a schedule with a schedule_id"):format(i)
-    end
-  end
-  for _, key in ipairs{ "offset", "scan" } do
-    if batch[key] ~= nil and type(batch[key]) ~= "number" then return "batch." .. key .. ": expected a number" end
-  end
-  return nil
-end
-
 -- One transaction: fn(record | false, rows) -> batch | nil, err, inside
 -- it; the batch written; report() -> true | nil, err; then the commit.
 function Store:update(cal_id, ids, fn, report)
@@ -452,7 +436,7 @@ function Store:update(cal_id, ids, fn, report)
   local called, batch, ferr = ypcall(fn, rec, stored)
   if not called then return abort(errors.sync("store", "the update function raised: " .. tostring(batch))) end
   if batch == nil then return abort(ferr) end
-  local bad = check(batch)
+  local bad = codec.check_batch(batch)
   if bad then return abort(errors.sync("store", bad)) end
   ok, err = write(conn, key, cal_id, rec, batch, known)
   if not ok then return abort(err) end
