@@ -39,6 +39,9 @@ build = {
     ["wecom.paging"] = "lua/wecom/paging.lua",
     ["wecom.bulk"] = "lua/wecom/bulk.lua",
     ["wecom.patch"] = "lua/wecom/patch.lua",
+    ["wecom.recurrence"] = "lua/wecom/recurrence.lua",
+    ["wecom.ical"] = "lua/wecom/ical.lua",
+    ["wecom.export"] = "lua/wecom/export.lua",
     ["wecom.transport.curl"] = "lua/wecom/transport/curl.lua",
     ["wecom.transport.ngx"] = "lua/wecom/transport/ngx.lua",
     ["wecom.emulator.launcher"] = "lua/wecom/emulator/launcher.lua",
@@ -48,7 +51,6 @@ build = {
     ["wecom.emulator.check"] = "lua/wecom/emulator/check.lua",
     ["wecom.emulator.calendar"] = "lua/wecom/emulator/calendar.lua",
     ["wecom.emulator.schedule"] = "lua/wecom/emulator/schedule.lua",
-    ["wecom.emulator.recurrence"] = "lua/wecom/emulator/recurrence.lua",
     ["wecom.core"] = {
       sources = {
         "csrc/buffer.c", "csrc/core.c", "csrc/decode.c", "csrc/encode.c",
