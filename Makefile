@@ -26,10 +26,16 @@ CORE = $(BUILD)/wecom/core.so
 PACKAGES = gcc libc6-dev make lua5.1 liblua5.1-0-dev lua5.4 liblua5.4-dev luajit2 \
 	libluajit2-5.1-dev lua-cjson lua-busted luarocks libcurl4-openssl-dev nginx-light \
 	libnginx-mod-http-lua lua-check openssl ca-certificates
+# The iCalendar specs check our output with parsers nobody here wrote: libical
+# (a C checker built by the tests), Python's recurring-ical-events, and ical.js
+# from npm (spec/checkers/package-lock.json) on Debian's node unless one is
+# installed (NodeSource's, say).
+PACKAGES += libical-dev pkg-config python3-recurring-ical-events \
+	$(if $(shell command -v node 2>/dev/null),,nodejs) $(if $(shell command -v npm 2>/dev/null),,npm)
 
 EMULATOR_PORT ?= 18080
 
-.PHONY: all build deps test test-one demo emulator emulator-stop lint clean check check-deps werror \
+.PHONY: all build deps checkers test test-one demo emulator emulator-stop lint clean check check-deps werror \
 	cppcheck asan valgrind fuzz fuzz-build bench bench-setup profile
 
 all: build
@@ -58,8 +64,21 @@ deps:
 		fi; \
 	fi
 
+# The specs' iCalendar checkers: libical's (C) and ical.js (npm, test-only,
+# from the lockfile into spec/checkers/node_modules).
+CHECKERS_DIR = build/checkers
+checkers: $(CHECKERS_DIR)/icalcheck spec/checkers/node_modules/.package-lock.json
+
+$(CHECKERS_DIR)/icalcheck: spec/checkers/icalcheck.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu99 -O1 -g $(WARNINGS) $(EXTRA_CFLAGS) -o $@ $< $$(pkg-config --cflags --libs libical)
+
+spec/checkers/node_modules/.package-lock.json: spec/checkers/package.json spec/checkers/package-lock.json
+	cd spec/checkers && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
 # All Lua versions; the last line is the sum: "N passed, N failed".
-test: deps
+test: deps checkers
 	@rm -rf build/results && mkdir -p build/results; \
 	for l in $(LUAS); do \
 		$(MAKE) --no-print-directory test-one LUA=$$l || true; \
@@ -76,7 +95,7 @@ test: deps
 
 # One Lua version: build the core for it (and for LuaJIT, which the nginx of
 # the OpenResty specs loads) and run busted under it.
-test-one: build
+test-one: build checkers
 	@$(MAKE) --no-print-directory build LUA=luajit >/dev/null
 	@echo "== busted under $(LUA)"
 	@env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 WECOM_TEST_SUMMARY=$(CURDIR)/build/results/$(LUA) \
@@ -154,7 +173,8 @@ werror:
 
 cppcheck:
 	cppcheck --enable=warning,style,performance,portability --std=c99 --error-exitcode=1 \
-		--inline-suppr --suppress=missingIncludeSystem --quiet -I csrc $(SRCS) fuzz/fuzz_codec.c
+		--inline-suppr --suppress=missingIncludeSystem --quiet -I csrc $(SRCS) fuzz/fuzz_codec.c \
+		spec/checkers/icalcheck.c
 
 # The suite with the core built with -fsanitize=address,undefined: the
 # interpreter is not instrumented, so the ASan runtime is preloaded.

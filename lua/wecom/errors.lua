@@ -75,6 +75,14 @@ function M.decode(endpoint, detail, status, idempotent)
   }
 end
 
+-- A write callback that failed (export_ical's write, ical.writer's).
+function M.write(endpoint, detail)
+  return new{
+    kind = "write", endpoint = endpoint, retryable = false,
+    message = prefix(endpoint, "write failed: " .. tostring(detail)),
+  }
+end
+
 function M.api(endpoint, errcode, errmsg, status)
   errmsg = type(errmsg) == "string" and errmsg or ""
   local retryable = M.BUSY[errcode] or errcode == M.RATE_LIMITED or false

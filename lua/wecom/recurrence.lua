@@ -90,10 +90,10 @@ local function describe(v)
   return tostring(v)
 end
 
-local function flag(helper, r, key)
+local function flag(helper, name, r, key)
   local v = r[key]
   if absent(v) then return 0 end
-  if v ~= 0 and v ~= 1 then return bad(helper, "schedule.reminders." .. key, "expected 0 or 1, got " .. describe(v)) end
+  if v ~= 0 and v ~= 1 then return bad(helper, name .. ".reminders." .. key, "expected 0 or 1, got " .. describe(v)) end
   return v
 end
 
@@ -190,27 +190,27 @@ local function each_day(rule, lo, hi, emit)
   end
 end
 
-local function parse_repeat(helper, rule, r, day0)
+local function parse_repeat(helper, name, rule, r, day0)
   local err
   local kind = r.repeat_type
   if absent(kind) then kind = 0 end
   if not M.REPEAT_TYPES[kind] then
-    return bad(helper, "schedule.reminders.repeat_type", "expected 0, 1, 2, 5 or 7, got " .. describe(kind))
+    return bad(helper, name .. ".reminders.repeat_type", "expected 0, 1, 2, 5 or 7, got " .. describe(kind))
   end
   local custom
-  custom, err = flag(helper, r, "is_custom_repeat")
+  custom, err = flag(helper, name, r, "is_custom_repeat")
   if not custom then return nil, err end
   local interval, weekdays, monthdays = 1, {}, {}
   if custom == 1 and kind ~= 7 then
     interval = r.repeat_interval
     if absent(interval) or interval == 0 then interval = 1 end -- WeCom's "unset"
     if not is_int(interval, 1, 10000) then
-      return bad(helper, "schedule.reminders.repeat_interval", "expected an integer in 1..10000, got " .. describe(interval))
+      return bad(helper, name .. ".reminders.repeat_interval", "expected an integer in 1..10000, got " .. describe(interval))
     end
     interval = toint(interval)
-    weekdays, err = int_set(helper, "schedule.reminders.repeat_day_of_week", r.repeat_day_of_week, 1, 7)
+    weekdays, err = int_set(helper, name .. ".reminders.repeat_day_of_week", r.repeat_day_of_week, 1, 7)
     if not weekdays then return nil, err end
-    monthdays, err = int_set(helper, "schedule.reminders.repeat_day_of_month", r.repeat_day_of_month, 1, 31)
+    monthdays, err = int_set(helper, name .. ".reminders.repeat_day_of_month", r.repeat_day_of_month, 1, 31)
     if not monthdays then return nil, err end
   end
   rule.interval = interval
@@ -233,7 +233,7 @@ local function parse_repeat(helper, rule, r, day0)
     return false
   end)
   if not first then
-    return bad(helper, "schedule.reminders.repeat_day_of_month",
+    return bad(helper, name .. ".reminders.repeat_day_of_month",
       "no month of this series has any of these days (the series would never occur)")
   end
   rule.first_day = first
@@ -250,31 +250,32 @@ end
 --   repeat_until (Unix seconds or nil), last_day (the last day it allows, or
 --   nil), excluded (set of excluded days), exdays (the excluded days that
 --   are occurrences, sorted).
-function M.rule(schedule, helper)
-  helper = helper or "recurrence"
-  if type(schedule) ~= "table" then return bad(helper, "schedule", "expected a table, got " .. type(schedule)) end
+-- helper and name: how errors name the function and the schedule.
+function M.rule(schedule, helper, name)
+  helper, name = helper or "recurrence.rule", name or "schedule"
+  if type(schedule) ~= "table" then return bad(helper, name, "expected a table, got " .. type(schedule)) end
   local start, finish, err
-  start, err = time_field(helper, "schedule.start_time", schedule.start_time)
+  start, err = time_field(helper, name .. ".start_time", schedule.start_time)
   if not start then return nil, err end
-  finish, err = time_field(helper, "schedule.end_time", schedule.end_time)
+  finish, err = time_field(helper, name .. ".end_time", schedule.end_time)
   if not finish then return nil, err end
-  if finish < start then return bad(helper, "schedule.end_time", "before start_time") end
+  if finish < start then return bad(helper, name .. ".end_time", "before start_time") end
   local whole_day = schedule.is_whole_day
   if absent(whole_day) then whole_day = 0 end
   if whole_day ~= 0 and whole_day ~= 1 then
-    return bad(helper, "schedule.is_whole_day", "expected 0 or 1, got " .. describe(whole_day))
+    return bad(helper, name .. ".is_whole_day", "expected 0 or 1, got " .. describe(whole_day))
   end
   local status = schedule.status
   if not absent(status) and not is_int(status, 0, 1) then
-    return bad(helper, "schedule.status", "expected 0 or 1, got " .. describe(status))
+    return bad(helper, name .. ".status", "expected 0 or 1, got " .. describe(status))
   end
   local r = schedule.reminders
   if absent(r) then r = {} end
-  if type(r) ~= "table" then return bad(helper, "schedule.reminders", "expected a table, got " .. type(r)) end
+  if type(r) ~= "table" then return bad(helper, name .. ".reminders", "expected a table, got " .. type(r)) end
   local tz = r.timezone
   if absent(tz) then tz = 8 end -- WeCom's default: China
   if not is_int(tz, -12, 12) then
-    return bad(helper, "schedule.reminders.timezone", "expected hours from UTC, an integer in -12..12, got " .. describe(tz))
+    return bad(helper, name .. ".reminders.timezone", "expected hours from UTC, an integer in -12..12, got " .. describe(tz))
   end
   tz = toint(tz)
   local offset = tz * 3600
@@ -284,17 +285,17 @@ function M.rule(schedule, helper)
     day0 = day0, whole_day = whole_day == 1, cancelled = status == 1,
   }
   local is_repeat
-  is_repeat, err = flag(helper, r, "is_repeat")
+  is_repeat, err = flag(helper, name, r, "is_repeat")
   if not is_repeat then return nil, err end
   rule.recurring = is_repeat == 1
   if not rule.recurring then return rule end
 
   local ok
-  ok, err = parse_repeat(helper, rule, r, day0)
+  ok, err = parse_repeat(helper, name, rule, r, day0)
   if not ok then return nil, err end
   local last = r.repeat_until
   if not absent(last) and last ~= 0 then
-    last, err = time_field(helper, "schedule.reminders.repeat_until", last)
+    last, err = time_field(helper, name .. ".reminders.repeat_until", last)
     if not last then return nil, err end
     rule.repeat_until = last
     rule.last_day = floor((last - rule.sod + offset) / DAY)
@@ -303,10 +304,10 @@ function M.rule(schedule, helper)
   local excluded, exdays = {}, {}
   if not absent(list) then
     if type(list) ~= "table" then
-      return bad(helper, "schedule.reminders.exclude_time_list", "expected a list, got " .. type(list))
+      return bad(helper, name .. ".reminders.exclude_time_list", "expected a list, got " .. type(list))
     end
     for i = 1, #list do
-      local field = ("schedule.reminders.exclude_time_list[%d]"):format(i)
+      local field = (name .. ".reminders.exclude_time_list[%d]"):format(i)
       local x = list[i]
       if type(x) ~= "table" then return bad(helper, field, "expected {start_time = ...}, got " .. type(x)) end
       local t
