@@ -31,7 +31,7 @@ local PARTSTAT = { [0] = "NEEDS-ACTION", "TENTATIVE", "ACCEPTED", "ACCEPTED", "D
 -- values
 
 -- Control characters other than HTAB are not allowed in any value.
-local CONTROLS = (_VERSION == "Lua 5.1" and not jit) and "[%z\1-\8\10-\31\127]" or "[\0-\8\10-\31\127]"
+local CONTROLS = "[%z\1-\8\10-\31\127]" -- %z: NUL in a pattern, on 5.1 and LuaJIT too
 local TEXT_ESCAPES = { ["\\"] = "\\\\", [";"] = "\\;", [","] = "\\,", ["\n"] = "\\n" }
 
 -- Bytes that are not UTF-8 become U+FFFD, so folding and readers never
@@ -306,6 +306,12 @@ local function vevent(s, helper, name, o)
       parts[#parts + 1] = "BYDAY=" .. concat(names, ",")
     end
     if rule.bymonthday then parts[#parts + 1] = "BYMONTHDAY=" .. concat(rule.bymonthday, ",") end
+    if rule.freq == "YEARLY" then
+      -- RFC 5545 skips 29 February in common years, but ical.js moves it to
+      -- 1 March unless the rule says the day: spelled out, every reader agrees
+      local _, m, d = civil_from_days(rule.day0)
+      if m == 2 and d == 29 then parts[#parts + 1] = "BYMONTH=2;BYMONTHDAY=29" end
+    end
     if rule.freq == "WEEKLY" then parts[#parts + 1] = "WKST=MO" end
     if rule.repeat_until then
       parts[#parts + 1] = "UNTIL=" .. (rule.whole_day and date(rule.last_day) or utc(rule.repeat_until))

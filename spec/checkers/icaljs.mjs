@@ -3,8 +3,11 @@
 // Parses FILE (any error exits 1 with the message), checks every VEVENT's
 // properties decode, and with FROM/TO (Unix seconds) expands each event with
 // ical.js's own recurrence iterator. Prints one JSON object:
-//   {"events": N, "expanded": {"<UID>": {"status": "CANCELLED"|null,
-//     "starts": [unix seconds, or "YYYYMMDD" for DATE values, ...]}}}
+//   {"events": N, "calendar": {"name": ...},
+//    "decoded": {"<UID>": {"summary", "location", "description", "attendees":
+//      [{"cn", "partstat", "role"}], "triggers": ["-PT15M", ...]}},
+//    "expanded": {"<UID>": {"status": "CANCELLED"|null,
+//      "starts": [unix seconds, or "YYYYMMDD" for DATE values, ...]}}}
 // with the starts in [FROM - 2 days, TO + 2 days): the spec narrows them.
 import { readFileSync } from "node:fs";
 import ICAL from "ical.js";
@@ -44,7 +47,12 @@ for (const c of root.getAllSubcomponents()) {
   }
 }
 
-const out = { events: 0, expanded: {} };
+const out = {
+  events: 0,
+  calendar: { name: root.getFirstPropertyValue("name"), description: root.getFirstPropertyValue("description") },
+  decoded: {},
+  expanded: {},
+};
 const from = fromArg === undefined ? null : Number(fromArg) - MARGIN;
 const to = toArg === undefined ? null : Number(toArg) + MARGIN;
 
@@ -63,6 +71,16 @@ for (const c of root.getAllSubcomponents("vevent")) {
     for (const p of a.getAllProperties()) p.getValues();
     if (!a.getFirstPropertyValue("trigger")) fail(`${uid}: VALARM without TRIGGER`);
   }
+  out.decoded[uid] = {
+    summary: c.getFirstPropertyValue("summary"),
+    location: c.getFirstPropertyValue("location"),
+    description: c.getFirstPropertyValue("description"),
+    organizer: c.getFirstProperty("organizer")?.getParameter("cn") ?? null,
+    attendees: c.getAllProperties("attendee").map((p) => ({
+      cn: p.getParameter("cn"), partstat: p.getParameter("partstat"), role: p.getParameter("role"), address: p.getFirstValue(),
+    })),
+    triggers: c.getAllSubcomponents("valarm").map((a) => a.getFirstPropertyValue("trigger").toString()),
+  };
   if (from === null) continue;
   const event = new ICAL.Event(c);
   const starts = [];
