@@ -223,14 +223,18 @@ describe("ical.vcalendar", function()
     end)
 
     it("reminders to VALARMs: remind_time_diffs when given, else remind_before_event_secs", function()
+      local function with(id, reminders, extra)
+        local s = { schedule_id = id, start_time = MON, end_time = MON + 1, reminders = reminders }
+        for k, v in pairs(extra or {}) do s[k] = v end
+        return s
+      end
       local js = parsed(vcal({
-        { schedule_id = "diffs", start_time = MON, end_time = MON + 1,
-          reminders = { is_remind = 1, remind_before_event_secs = 3600, remind_time_diffs = { -300, 0, -86400, -300 } } },
-        { schedule_id = "before", start_time = MON, end_time = MON + 1, reminders = { is_remind = 1, remind_before_event_secs = 900 } },
-        { schedule_id = "whole-day", start_time = at(2026, 11, 23), end_time = at(2026, 11, 24), is_whole_day = 1,
-          reminders = { is_remind = 1, remind_time_diffs = { 32400, -172800, -604800 } } },
-        { schedule_id = "odd", start_time = MON, end_time = MON + 1, reminders = { is_remind = 1, remind_time_diffs = { -90061 } } },
-        { schedule_id = "off", start_time = MON, end_time = MON + 1, reminders = { is_remind = 0, remind_before_event_secs = 900 } },
+        with("diffs", { is_remind = 1, remind_before_event_secs = 3600, remind_time_diffs = { -300, 0, -86400, -300 } }),
+        with("before", { is_remind = 1, remind_before_event_secs = 900 }),
+        with("whole-day", { is_remind = 1, remind_time_diffs = { 32400, -172800, -604800 } },
+          { start_time = at(2026, 11, 23), end_time = at(2026, 11, 24), is_whole_day = 1 }),
+        with("odd", { is_remind = 1, remind_time_diffs = { -90061 } }),
+        with("off", { is_remind = 0, remind_before_event_secs = 900 }),
       }))
       assert.same({ "-PT5M", "PT0S", "-P1D" }, js.decoded.diffs.triggers)
       assert.same({ "-PT15M" }, js.decoded.before.triggers)
@@ -242,8 +246,9 @@ describe("ical.vcalendar", function()
     it("attendees to ATTENDEE with PARTSTAT and CN; organizer or the first admin to ORGANIZER", function()
       local js = parsed(vcal({
         { schedule_id = "a", start_time = MON, end_time = MON + 1, organizer = "boss", admins = { "lisi" }, attendees = {
-          { userid = "u0", response_status = 0 }, { userid = "u1", response_status = 1 }, { userid = "lisi", response_status = 2 },
-          { userid = "u3", response_status = 3 }, { userid = "we:ird,name", response_status = 4 }, { userid = "u5" } } },
+          { userid = "u0", response_status = 0 }, { userid = "u1", response_status = 1 },
+          { userid = "lisi", response_status = 2 }, { userid = "u3", response_status = 3 },
+          { userid = "we:ird,name", response_status = 4 }, { userid = "u5" } } },
         { schedule_id = "b", start_time = MON, end_time = MON + 1, admins = { "lisi" }, attendees = { { userid = "lisi" } } },
         { schedule_id = "c", start_time = MON, end_time = MON + 1 },
       }))
@@ -259,7 +264,8 @@ describe("ical.vcalendar", function()
       -- a caller who knows the addresses passes them
       local text = one({ start_time = MON, attendees = { { userid = "zhangsan" } } },
         { address = function(userid) return "mailto:" .. userid .. "@example.com" end })
-      assert.is_true(has_line(text, "ATTENDEE;CN=zhangsan;ROLE=REQ-PARTICIPANT;PARTSTAT=NEEDS-ACTION:mailto:zhangsan@example.com"))
+      assert.is_true(has_line(text,
+        "ATTENDEE;CN=zhangsan;ROLE=REQ-PARTICIPANT;PARTSTAT=NEEDS-ACTION:mailto:zhangsan@example.com"))
     end)
 
     it("UID, DTSTAMP, SEQUENCE (within RFC 5545's INTEGER), SUMMARY, LOCATION, DESCRIPTION", function()
