@@ -21,6 +21,7 @@ function M.init()
     token_cache = ngx.shared.wecom_tokens, -- one token for all workers
     timeout = 5,
   })
+  M.client = client -- for the other handlers (examples/ical_feed.lua)
 end
 
 local function reply(status, body)

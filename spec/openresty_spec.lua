@@ -227,24 +227,7 @@ describe("OpenResty", function()
   describe("examples/nginx.conf", function()
     local example
 
-    setup(function()
-      local f = assert(io.open("examples/nginx.conf"))
-      local text = f:read("*a")
-      f:close()
-      local root = require("support.shell").cwd()
-      example = assert(require("wecom.emulator.launcher").start_nginx({
-        port = 0,
-        env = { WECOM_BASE_URL = emu.base_url, WECOM_CORPID = emu.corpid, WECOM_CORPSECRET = emu.corpsecret },
-      }, function(dir, port)
-        -- the example as it is, but on a free port, with its files in dir
-        -- its pid where the launcher looks for it, so stop() ends it
-        local conf = text:gsub("listen 127%.0%.0%.1:8080;", ("listen 127.0.0.1:%d;"):format(port))
-          :gsub("%$prefix", root):gsub("pid build/nginx%-example%.pid;", "pid " .. dir .. "/nginx.pid;")
-          :gsub(" build/nginx%-example", " " .. dir .. "/example")
-        return require("wecom.emulator.launcher").user_line() .. "\n" .. conf
-      end))
-      example.base_url = ("http://127.0.0.1:%d"):format(example.port)
-    end)
+    setup(function() example = openresty.example(emu) end)
 
     teardown(function()
       assert.is_true(example:stop())

@@ -40,4 +40,24 @@ http {
   return started
 end
 
+-- examples/nginx.conf as it is, on a free port with its files in the
+-- launcher's dir (its pid where the launcher looks, so stop() ends it),
+-- against the emulator; env adds variables for its `env` lines.
+function M.example(emu, env)
+  local f = assert(io.open("examples/nginx.conf"))
+  local text = f:read("*a")
+  f:close()
+  local root = shell.cwd()
+  local vars = { WECOM_BASE_URL = emu.base_url, WECOM_CORPID = emu.corpid, WECOM_CORPSECRET = emu.corpsecret }
+  for k, v in pairs(env or {}) do vars[k] = v end
+  local example = assert(launcher.start_nginx({ port = 0, env = vars }, function(dir, port)
+    local conf = text:gsub("listen 127%.0%.0%.1:8080;", ("listen 127.0.0.1:%d;"):format(port))
+      :gsub("%$prefix", root):gsub("pid build/nginx%-example%.pid;", "pid " .. dir .. "/nginx.pid;")
+      :gsub(" build/nginx%-example", " " .. dir .. "/example")
+    return launcher.user_line() .. "\n" .. conf
+  end))
+  example.base_url = ("http://127.0.0.1:%d"):format(example.port)
+  return example
+end
+
 return M
