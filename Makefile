@@ -29,8 +29,8 @@ PACKAGES = gcc libc6-dev make lua5.1 liblua5.1-0-dev lua5.4 liblua5.4-dev luajit
 # The iCalendar specs check our output with parsers nobody here wrote: libical
 # (a C checker built by the tests), Python's recurring-ical-events, and ical.js
 # from npm (spec/checkers/package-lock.json) on Debian's node unless one is
-# installed (NodeSource's, say).
-PACKAGES += libical-dev pkg-config python3-recurring-ical-events \
+# installed (NodeSource's, say); the feed spec talks to nginx with curl.
+PACKAGES += libical-dev pkg-config python3-recurring-ical-events curl \
 	$(if $(shell command -v node 2>/dev/null),,nodejs) $(if $(shell command -v npm 2>/dev/null),,npm)
 
 EMULATOR_PORT ?= 18080

@@ -129,8 +129,8 @@ local function generated(n)
   local recurrence = require("wecom.recurrence")
   local seed = 20261123
   local function rnd(k)
-    seed = (seed * 1103515245 + 12345) % 2147483648
-    return math.floor(seed / 65536) % k
+    seed = seed * 16807 % 2147483647 -- exact in doubles: the same on every Lua
+    return seed % k
   end
   local list = {}
   for i = 1, n do
@@ -175,7 +175,7 @@ end
 
 function M.schedules(n_generated)
   local list = fixed()
-  for _, s in ipairs(generated(n_generated or 40)) do list[#list + 1] = s end
+  for _, s in ipairs(generated(n_generated or 100)) do list[#list + 1] = s end
   return list
 end
 
