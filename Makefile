@@ -36,7 +36,7 @@ PACKAGES += libical-dev pkg-config python3-recurring-ical-events curl \
 EMULATOR_PORT ?= 18080
 
 .PHONY: all build deps checkers test test-one demo emulator emulator-stop lint clean check check-deps werror \
-	cppcheck asan valgrind fuzz fuzz-build bench bench-setup profile
+	cppcheck asan valgrind fuzz fuzz-build bench bench-ical bench-setup profile
 
 all: build
 
@@ -121,7 +121,7 @@ lint:
 
 # ---- make bench: side by side with the alternatives, into bench/RESULTS.md ----
 
-BENCH_PACKAGES = curl lua-socket valgrind
+BENCH_PACKAGES = curl lua-socket valgrind python3-dateutil python3-icalendar
 
 bench-setup: deps
 	@$(MAKE) --no-print-directory deps PACKAGES="$(BENCH_PACKAGES)"
@@ -132,6 +132,10 @@ bench-setup: deps
 
 bench: bench-setup
 	env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 lua5.4 bench/run.lua
+
+# Only the iCalendar rows (export_ical, occurrences vs dateutil).
+bench-ical: bench-setup
+	env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 lua5.4 bench/run.lua ical
 
 # The per-call hot path under callgrind (instruction counts repeat exactly):
 # build/bench/callgrind.{luajit,lua5.4}.out, with the top functions printed.

@@ -12,6 +12,9 @@
 --                  peak memory
 --   bulk           calendars() of 10,000 ids with 100 ms of latency:
 --                  sequential vs concurrency 10
+--   ical           export_ical of 10,000 and 100,000 schedules, and
+--                  occurrence expansion vs dateutil (bench/ical.lua); only
+--                  these, into their section of RESULTS.md: `lua5.4 bench/run.lua ical`
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 package.cpath = "build/lua5.4/?.so;" .. package.cpath
 
@@ -99,6 +102,29 @@ if arg[1] == "profile" then
   fixed:stop()
   emu:stop()
   if not ok then error(err, 0) end
+  return
+end
+
+local ical_bench = dofile("bench/ical.lua")
+local ical_ctx = { capture = capture, lua_env = lua_env, q = q, control = control, base_url = emu.base_url }
+
+-- `bench/run.lua ical`: the iCalendar rows only, replacing their section.
+if arg[1] == "ical" then
+  local ok, res = pcall(ical_bench.run, ical_ctx)
+  http:close()
+  fixed:stop()
+  emu:stop()
+  if not ok then error(res, 0) end
+  local f = assert(io.open("bench/RESULTS.md", "rb"))
+  local text = f:read("*a")
+  f:close()
+  local at = text:find(ical_bench.TITLE, 1, true)
+  local section = table.concat(ical_bench.report(res), "\n")
+  text = at and text:sub(1, at - 1) .. section or text .. "\n" .. section
+  f = assert(io.open("bench/RESULTS.md", "wb"))
+  f:write(text)
+  f:close()
+  print(section)
   return
 end
 
@@ -210,6 +236,9 @@ local ok, err = pcall(function()
   results.bulk = {}
   for c, s in out:gmatch("(%d+)%s+([%d.]+)") do results.bulk[tonumber(c)] = tonumber(s) end
   assert(results.bulk[1] and results.bulk[10], out)
+  control("clear_faults")
+
+  results.ical = ical_bench.run(ical_ctx)
 end)
 http:close()
 fixed:stop()
@@ -306,6 +335,7 @@ lines[#lines + 1] = ("Concurrency 10 is %.1fx faster. One after another the ten 
   .. " one latency plus the time the emulator's single worker needs to encode the 10,000 calendars.")
   :format(results.bulk[1] / results.bulk[10])
 lines[#lines + 1] = ""
+for _, line in ipairs(ical_bench.report(results.ical)) do lines[#lines + 1] = line end
 
 local report = table.concat(lines, "\n")
 local f = assert(io.open("bench/RESULTS.md", "w"))

@@ -75,6 +75,7 @@ end
 
 -- A TEXT value: backslash, semicolon, comma and newlines escaped.
 local function text(s)
+  if not s:find("[%c\\;,\128-\255]") then return s end -- most text: nothing to do
   s = clean(s):gsub("\r\n", "\n"):gsub("\r", "\n"):gsub("[\\;,\n]", TEXT_ESCAPES):gsub(CONTROLS, "")
   return s
 end
@@ -82,6 +83,7 @@ end
 -- A parameter value: quoted when it holds ; : or , (a quoted one can't hold
 -- a double quote).
 local function param(s)
+  if not s:find("[%c\";:,\128-\255]") then return s end
   s = clean(s):gsub(CONTROLS, ""):gsub("[\r\n\"]", "")
   if s:find("[;:,]") then return '"' .. s .. '"' end
   return s
@@ -270,30 +272,20 @@ local function vevent(s, helper, name, o)
 
   -- DTSTART is the first occurrence the rule gives (see wecom.recurrence)
   local first = rule.recurring and rule.first_day or rule.day0
-  local span = rule.duration
-  local tz, at, dates
+  local span, sod = rule.duration, rule.sod
+  local day_of, time_of = o.day_of, o.time_of
+  local tz, zone
   if rule.whole_day then
     local last = floor((rule.start + math.max(span, 1) - 1 + rule.offset) / DAY) -- the last day it covers
-    L[#L + 1] = "DTSTART;VALUE=DATE:" .. date(first)
-    L[#L + 1] = "DTEND;VALUE=DATE:" .. date(first + last - rule.day0 + 1)
-    dates = function(days)
-      for i = 1, #days do days[i] = date(days[i]) end
-      return ";VALUE=DATE:" .. concat(days, ",")
-    end
+    L[#L + 1] = "DTSTART;VALUE=DATE:" .. day_of(first)
+    L[#L + 1] = "DTEND;VALUE=DATE:" .. day_of(first + last - rule.day0 + 1)
   else
     tz = rule.tz
-    local zone = ";TZID=" .. tzid(tz) .. ":"
-    local sod = rule.sod
-    at = function(day) return date(day) .. "T" .. clock(sod) end
-    local start = first * DAY + sod - rule.offset
-    local finish = start + span + rule.offset
+    zone = ";TZID=" .. tzid(tz) .. ":"
+    local finish = first * DAY + sod + span -- local seconds
     local end_day = floor(finish / DAY)
-    L[#L + 1] = "DTSTART" .. zone .. at(first)
-    L[#L + 1] = "DTEND" .. zone .. date(end_day) .. "T" .. clock(finish - end_day * DAY)
-    dates = function(days)
-      for i = 1, #days do days[i] = at(days[i]) end
-      return zone .. concat(days, ",")
-    end
+    L[#L + 1] = "DTSTART" .. zone .. day_of(first) .. time_of(sod)
+    L[#L + 1] = "DTEND" .. zone .. day_of(end_day) .. time_of(finish - end_day * DAY)
   end
 
   if rule.recurring then
@@ -322,20 +314,22 @@ local function vevent(s, helper, name, o)
     -- until before the first occurrence: nothing is left, which only an
     -- EXDATE of DTSTART says to every reader (RFC 5545 counts DTSTART)
     if rule.last_day and rule.last_day < first and not rule.excluded[first] then table.insert(ex, 1, first) end
-    if #ex > 0 then L[#L + 1] = "EXDATE" .. dates(ex) end
+    if #ex > 0 then
+      for i = 1, #ex do ex[i] = zone and day_of(ex[i]) .. time_of(sod) or day_of(ex[i]) end
+      L[#L + 1] = "EXDATE" .. (zone or ";VALUE=DATE:") .. concat(ex, ",")
+    end
   end
 
   if summary ~= "" then L[#L + 1] = "SUMMARY:" .. text(summary) end
   if location ~= "" then L[#L + 1] = "LOCATION:" .. text(location) end
   if description ~= "" then L[#L + 1] = "DESCRIPTION:" .. text(description) end
   if rule.cancelled then L[#L + 1] = "STATUS:CANCELLED" end
-  local address = o.address
-  if organizer then L[#L + 1] = "ORGANIZER;CN=" .. param(organizer) .. ":" .. address(organizer) end
+  local who = o.who
+  if organizer then L[#L + 1] = "ORGANIZER;CN=" .. who(organizer) end
   for i = 1, #attendees do
     local a = attendees[i]
-    L[#L + 1] = ("ATTENDEE;CN=%s;ROLE=%s;PARTSTAT=%s:%s"):format(param(a.userid),
-      is_admin[a.userid] and "CHAIR" or "REQ-PARTICIPANT", PARTSTAT[a.response_status] or "NEEDS-ACTION",
-      address(a.userid))
+    L[#L + 1] = "ATTENDEE;CN=" .. who(a.userid, is_admin[a.userid] and ";ROLE=CHAIR;PARTSTAT=" or
+      ";ROLE=REQ-PARTICIPANT;PARTSTAT=", PARTSTAT[a.response_status] or "NEEDS-ACTION")
   end
   local alarm_text = summary ~= "" and text(summary) or "Reminder"
   for _, d in ipairs(triggers) do
@@ -347,7 +341,9 @@ local function vevent(s, helper, name, o)
   end
   L[#L + 1] = "END:VEVENT"
   L[#L + 1] = ""
-  for i = 1, #L do L[i] = fold(L[i]) end
+  for i = 1, #L do
+    if #L[i] > 75 then L[i] = fold(L[i]) end
+  end
   return concat(L, "\r\n"), tz
 end
 
@@ -407,6 +403,37 @@ end
 ---------------------------------------------------------------------------
 -- the stream
 
+-- Memos of a writer: a calendar repeats its days, times of day and people
+-- thousands of times. Each is emptied when it grows past a few thousand.
+local function memo(fn)
+  local cache, n = {}, 0
+  return function(k)
+    local v = cache[k]
+    if v == nil then
+      if n >= 4096 then cache, n = {}, 0 end
+      v = fn(k)
+      cache[k], n = v, n + 1
+    end
+    return v
+  end
+end
+
+local function context(o)
+  local address = o.address or M.address
+  -- "<CN>:<address>" of a userid; with role and partstat, "<CN><role><partstat>:<address>"
+  local person = memo(function(userid) return { param(userid), ":" .. address(userid) } end)
+  return {
+    dtstamp = utc(o.dtstamp or os.time()),
+    day_of = memo(date),
+    time_of = memo(function(sod) return "T" .. clock(sod) end),
+    who = function(userid, role, partstat)
+      local p = person(userid)
+      if role then return p[1] .. role .. partstat .. p[2] end
+      return p[1] .. p[2]
+    end,
+  }
+end
+
 local Writer = {}
 Writer.__index = Writer
 Writer.__name = "wecom.ical_writer"
@@ -421,7 +448,7 @@ function M.writer(write, opts, helper)
   return setmetatable({
     helper = helper,
     write = write,
-    ctx = { dtstamp = utc(o.dtstamp or os.time()), address = o.address or M.address },
+    ctx = context(o),
     zones = {},
     buffer = { header(o) },
     count = 0,

@@ -97,9 +97,10 @@ local function flag(helper, name, r, key)
   return v
 end
 
-local function time_field(helper, field, v)
+-- field .. (suffix or ""): the name is only built for an error.
+local function time_field(helper, field, v, suffix)
   if not is_int(v, MIN_TIME, MAX_TIME) then
-    return bad(helper, field, "expected Unix seconds (an integer), got " .. describe(v))
+    return bad(helper, field .. (suffix or ""), "expected Unix seconds (an integer), got " .. describe(v))
   end
   return toint(v)
 end
@@ -255,9 +256,9 @@ function M.rule(schedule, helper, name)
   helper, name = helper or "recurrence.rule", name or "schedule"
   if type(schedule) ~= "table" then return bad(helper, name, "expected a table, got " .. type(schedule)) end
   local start, finish, err
-  start, err = time_field(helper, name .. ".start_time", schedule.start_time)
+  start, err = time_field(helper, name, schedule.start_time, ".start_time")
   if not start then return nil, err end
-  finish, err = time_field(helper, name .. ".end_time", schedule.end_time)
+  finish, err = time_field(helper, name, schedule.end_time, ".end_time")
   if not finish then return nil, err end
   if finish < start then return bad(helper, name .. ".end_time", "before start_time") end
   local whole_day = schedule.is_whole_day
@@ -295,7 +296,7 @@ function M.rule(schedule, helper, name)
   if not ok then return nil, err end
   local last = r.repeat_until
   if not absent(last) and last ~= 0 then
-    last, err = time_field(helper, name .. ".reminders.repeat_until", last)
+    last, err = time_field(helper, name, last, ".reminders.repeat_until")
     if not last then return nil, err end
     rule.repeat_until = last
     rule.last_day = floor((last - rule.sod + offset) / DAY)
