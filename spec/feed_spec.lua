@@ -52,9 +52,7 @@ describe("the iCalendar feed (examples/ical_feed.lua)", function()
   teardown(function() emu:stop() end)
 
   before_each(function()
-    emu:reset()
-    client = emu:client()
-    cal_id = assert(client:calendar_add{ calendar = { summary = "Releases", color = "#3F7FBF" } }).cal_id
+    client, cal_id = emu:fresh{ summary = "Releases", color = "#3F7FBF" }
     assert(client:schedule_add{ schedule = { cal_id = cal_id, summary = "release train", start_time = MON,
       end_time = MON + 3600, reminders = { is_repeat = 1, repeat_type = 1, is_custom_repeat = 1, repeat_interval = 2,
       repeat_day_of_week = { 1, 4 }, timezone = 8 } } })

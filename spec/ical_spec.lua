@@ -383,10 +383,7 @@ describe("client:export_ical", function()
   setup(function() emu = emulator.start() end)
   teardown(function() emu:stop() end)
   before_each(function()
-    emu:reset()
-    client = emu:client()
-    cal_id = assert(client:calendar_add{ calendar = { summary = "Team, releases", color = "#FF3030",
-      description = "every release" } }).cal_id
+    client, cal_id = emu:fresh{ summary = "Team, releases", color = "#FF3030", description = "every release" }
   end)
 
   local function export(opts)

@@ -303,11 +303,7 @@ describe("the emulator's op_mode checks", function()
   local emu, client, cal_id
   setup(function() emu = emulator.start() end)
   teardown(function() emu:stop() end)
-  before_each(function()
-    emu:reset()
-    client = emu:client()
-    cal_id = assert(client:calendar_add{ calendar = { summary = "recurring", color = "#000000" } }).cal_id
-  end)
+  before_each(function() client, cal_id = emu:fresh{ summary = "recurring", color = "#000000" } end)
 
   local function add(start, reminders)
     reminders.is_repeat = 1

@@ -181,19 +181,22 @@ local function optional_string(helper, field, v)
   return v
 end
 
--- What the VALARMs need: the trigger offsets (seconds from the start).
+-- What the VALARMs need: the trigger offsets (seconds from the start),
+-- each once.
 local function alarms(helper, name, r)
   if absent(r) or r.is_remind ~= 1 then return {} end
   local diffs = r.remind_time_diffs
   local list = {}
   if not absent(diffs) and type(diffs) == "table" and #diffs > 0 then
+    local seen = {}
     for i = 1, #diffs do
       local d = diffs[i]
       if type(d) ~= "number" or d ~= floor(d) or math.abs(d) > 366 * DAY then
         return bad(helper, ("%s.reminders.remind_time_diffs[%d]"):format(name, i),
           "expected seconds from the start (an integer), got " .. tostring(d))
       end
-      list[#list + 1] = d
+      if not seen[d] then list[#list + 1] = d end
+      seen[d] = true
     end
   elseif not absent(diffs) and type(diffs) ~= "table" then
     return bad(helper, name .. ".reminders.remind_time_diffs", "expected a list, got " .. type(diffs))
@@ -206,14 +209,7 @@ local function alarms(helper, name, r)
     end
     list[1] = -before
   end
-  local seen, out = {}, {}
-  for _, d in ipairs(list) do
-    if not seen[d] then
-      seen[d] = true
-      out[#out + 1] = d
-    end
-  end
-  return out
+  return list
 end
 
 local function people(helper, name, s)
