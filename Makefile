@@ -149,7 +149,8 @@ CHECK_STEPS = werror cppcheck lint asan valgrind fuzz-smoke
 # specs that exercise the C core in this process (the others spawn programs)
 VALGRIND_SPECS = spec/core_spec.lua spec/schema_spec.lua spec/client_spec.lua spec/helpers_spec.lua \
 	spec/schedule_spec.lua spec/reliability_spec.lua spec/fuzz_spec.lua
-ASAN_SPECS = $(VALGRIND_SPECS) spec/emulator_spec.lua spec/demo_spec.lua spec/openresty_spec.lua
+ASAN_SPECS = $(VALGRIND_SPECS) spec/emulator_spec.lua spec/demo_spec.lua spec/openresty_spec.lua \
+	spec/recurrence_spec.lua spec/ical_spec.lua spec/feed_spec.lua
 FUZZ_SECONDS ?= 60
 LUA_CHECK = lua5.4
 

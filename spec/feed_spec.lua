@@ -18,7 +18,7 @@ local function get(url, headers)
   local head, body = os.tmpname(), os.tmpname()
   local args = {}
   for k, v in pairs(headers or {}) do args[#args + 1] = "-H " .. q(k .. ": " .. v) end
-  local rc, out = shell.run(("curl -sS --max-time 30 -D %s -o %s -w '%%{http_code}' %s %s"):format(q(head), q(body),
+  local rc, out = check.run(("curl -sS --max-time 30 -D %s -o %s -w '%%{http_code}' %s %s"):format(q(head), q(body),
     table.concat(args, " "), q(url)))
   assert.equal(0, rc, out)
   local h = {}
@@ -36,7 +36,7 @@ end
 
 -- The feed key as the example computes it, here with the openssl program.
 local function key(cal_id)
-  local rc, out = shell.run(("printf %%s %s | openssl dgst -sha1 -hmac %s -binary | base64 | tr '+/' '-_' | tr -d '=\\n'")
+  local rc, out = check.run(("printf %%s %s | openssl dgst -sha1 -hmac %s -binary | base64 | tr '+/' '-_' | tr -d '=\\n'")
     :format(q(cal_id), q(SECRET)))
   assert.equal(0, rc, out)
   return out
