@@ -287,7 +287,7 @@ local function vevent(s, helper, name, o)
   if rule.recurring then
     local parts = { "FREQ=" .. rule.freq }
     if rule.interval > 1 then parts[#parts + 1] = "INTERVAL=" .. rule.interval end
-    local byday = rule.workdays and rule.weekdays or rule.byday
+    local byday = rule.byday -- workdays: MO..FR
     if byday then
       local names = {}
       for i, d in ipairs(byday) do names[i] = WEEKDAYS[d] end

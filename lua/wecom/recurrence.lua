@@ -31,7 +31,8 @@ M.MAX_WINDOW = 100 * 366 * DAY
 -- every 12 months from February never finds one).
 local FIRST_SEARCH_DAYS = 400 * 366
 
-M.REPEAT_TYPES = { [0] = "DAILY", [1] = "WEEKLY", [2] = "MONTHLY", [5] = "YEARLY", [7] = "WORKDAYS" }
+-- repeat_type -> RRULE FREQ; workdays (7) are WEEKLY on Monday to Friday
+M.REPEAT_TYPES = { [0] = "DAILY", [1] = "WEEKLY", [2] = "MONTHLY", [5] = "YEARLY", [7] = "WEEKLY" }
 
 ---------------------------------------------------------------------------
 -- civil dates on day numbers (days since 1970-01-01), proleptic Gregorian
@@ -215,11 +216,8 @@ local function parse_repeat(helper, name, rule, r, day0)
     if not monthdays then return nil, err end
   end
   rule.interval = interval
-  if kind == 7 then
-    rule.freq, rule.workdays, weekdays = "WEEKLY", true, { 1, 2, 3, 4, 5 }
-  else
-    rule.freq = M.REPEAT_TYPES[kind]
-  end
+  rule.freq = M.REPEAT_TYPES[kind]
+  if kind == 7 then rule.workdays, weekdays = true, { 1, 2, 3, 4, 5 } end
   -- the lists apply to their own frequency only; empty: the start's day
   if rule.freq == "WEEKLY" then
     rule.byday = #weekdays > 0 and weekdays or nil
@@ -235,7 +233,7 @@ local function parse_repeat(helper, name, rule, r, day0)
   end)
   if not first then
     return bad(helper, name .. ".reminders.repeat_day_of_month",
-      "no month of this series has any of these days (the series would never occur)")
+      "no month of this series has any of these days for 400 years (the series would never occur)")
   end
   rule.first_day = first
   return rule
