@@ -186,6 +186,7 @@ describe("ical.vcalendar", function()
       assert.truthy(pos["TZID:Etc/GMT-8"] < pos["DTSTART;TZID=Etc/GMT-8:20261123T100000"])
       assert.truthy(pos["TZID:Etc/GMT+5"] < pos["DTSTART;TZID=Etc/GMT+5:20261122T210000"])
       assert.truthy(pos["TZOFFSETTO:-0500"])
+      assert.falsy(one{ start_time = MON, end_time = MON }:find("DTEND", 1, true)) -- a moment: no DTEND
       local _, zones = text:gsub("BEGIN:VTIMEZONE", "")
       assert.equal(2, zones) -- one per offset used
       parsed(text)

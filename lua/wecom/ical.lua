@@ -281,7 +281,8 @@ local function vevent(s, helper, name, o)
     local finish = first * DAY + sod + span -- local seconds
     local end_day = floor(finish / DAY)
     L[#L + 1] = "DTSTART" .. zone .. day_of(first) .. time_of(sod)
-    L[#L + 1] = "DTEND" .. zone .. day_of(end_day) .. time_of(finish - end_day * DAY)
+    -- no DTEND for a moment: RFC 5545 wants DTEND after DTSTART, and without it the event ends as it starts
+    if span > 0 then L[#L + 1] = "DTEND" .. zone .. day_of(end_day) .. time_of(finish - end_day * DAY) end
   end
 
   if rule.recurring then

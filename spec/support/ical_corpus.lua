@@ -96,6 +96,7 @@ local function fixed()
     schedule("daily-every-7-at-23-59-59", at(2026, 5, 5, 23, 59) + 59, 1, custom{ repeat_type = 0, repeat_interval = 7 }),
     schedule("weekly-midnight-at-minus-12", at(2026, 5, 4, 0, 0, -12), HOUR, rep{ repeat_type = 1, timezone = -12 }),
     schedule("weekly-spanning-two-days", at(2026, 5, 8, 20, 0), 30 * HOUR, rep{ repeat_type = 1 }),
+    schedule("weekly-a-moment", MON + 30 * 60, 0, rep{ repeat_type = 1 }),
     schedule("excluded-not-an-occurrence", MON, HOUR, rep{ repeat_type = 1, exclude_time_list = { { start_time = MON + 60 } } }),
     schedule("not-custom-with-custom-fields", MON, HOUR,
       rep{ repeat_type = 1, repeat_interval = 5, repeat_day_of_week = { 3 } }),
