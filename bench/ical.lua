@@ -89,14 +89,18 @@ function M.run(ctx)
     end
     table.insert(results.occurrences, row)
   end
+  results.date = os.date("!%Y-%m-%d %H:%M UTC")
   return results
 end
 
 M.TITLE = "## iCalendar export with `export_ical` (from the emulator)"
 
-function M.report(r)
+-- command: how the run was started ("make bench", "make bench-ical")
+function M.report(r, command)
   local lines = {
     M.TITLE,
+    "",
+    ("Measured %s by `%s`."):format(r.date, command),
     "",
     "Schedules seeded with three attendees each, every tenth cancelled; written to a file. Peak memory: the",
     "process's resident peak (VmHWM) and the Lua heap's, sampled at every chunk written.",

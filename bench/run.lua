@@ -119,7 +119,7 @@ if arg[1] == "ical" then
   local text = f:read("*a")
   f:close()
   local at = text:find(ical_bench.TITLE, 1, true)
-  local section = table.concat(ical_bench.report(res), "\n")
+  local section = table.concat(ical_bench.report(res, "make bench-ical"), "\n")
   text = at and text:sub(1, at - 1) .. section or text .. "\n" .. section
   f = assert(io.open("bench/RESULTS.md", "wb"))
   f:write(text)
@@ -335,7 +335,7 @@ lines[#lines + 1] = ("Concurrency 10 is %.1fx faster. One after another the ten 
   .. " one latency plus the time the emulator's single worker needs to encode the 10,000 calendars.")
   :format(results.bulk[1] / results.bulk[10])
 lines[#lines + 1] = ""
-for _, line in ipairs(ical_bench.report(results.ical)) do lines[#lines + 1] = line end
+for _, line in ipairs(ical_bench.report(results.ical, "make bench")) do lines[#lines + 1] = line end
 
 local report = table.concat(lines, "\n")
 local f = assert(io.open("bench/RESULTS.md", "w"))
