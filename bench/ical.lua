@@ -60,8 +60,8 @@ function M.run(ctx)
   }
   for _, w in ipairs(windows) do
     local contenders = {
-      { key = "dateutil", name = "dateutil rrule (python3-dateutil)", cmd = ("/usr/bin/python3 bench/rrule_dateutil.py %s %d %d %d %s")
-        :format(ics, w.from, w.to, w.py_passes, offsets) },
+      { key = "dateutil", name = "dateutil rrule (python3-dateutil)",
+        cmd = ("/usr/bin/python3 bench/rrule_dateutil.py %s %d %d %d %s"):format(ics, w.from, w.to, w.py_passes, offsets) },
       { key = "lua54", name = "recurrence.occurrences, Lua 5.4", cmd = ("%s bench/occurrences.lua %d %d %d")
         :format(ctx.lua_env("lua5.4"), w.from, w.to, w.lua_passes) },
       { key = "luajit", name = "recurrence.occurrences, LuaJIT", cmd = ("%s bench/occurrences.lua %d %d %d")
@@ -140,8 +140,10 @@ function M.report(r, command)
     end
     for _, c in ipairs(row.contenders) do
       lines[#lines + 1] = ("| %s | %s | %d | %.0f | %.1fx |"):format(row.name, c.name, row.per_pass, c.rate, c.rate / base)
-      if c.key ~= "dateutil" then summary[#summary + 1] = ("%s, %s: %.1fx"):format(row.name, c.name:match("[^,]+$"):gsub("^ ", ""),
-        c.rate / base) end
+      if c.key ~= "dateutil" then
+        local lua = c.name:match(", (.+)$")
+        summary[#summary + 1] = ("%s, %s: %.1fx"):format(row.name, lua, c.rate / base)
+      end
     end
   end
   lines[#lines + 1] = ""
