@@ -8,6 +8,7 @@ files["lua/wecom/transport/ngx.lua"] = { globals = { "ngx" } }
 files["spec/support/ngx_app.lua"] = { std = "max", globals = { "ngx" } }
 files["examples/wecom_app.lua"] = { globals = { "ngx" } }
 files["examples/wecom_callback.lua"] = { globals = { "ngx" } }
+files["examples/ical_feed.lua"] = { globals = { "ngx" } }
 exclude_files = { "build/**" }
 -- the names README examples take as given (spec/readme_spec.lua)
 files["spec/support/readme_prelude.lua"] = {

@@ -118,7 +118,21 @@ for _, s in ipairs(check(client:schedules{ weekly.schedule_id, moved.schedule_id
     #skipped > 0 and (" except " .. table.concat(skipped, ", ")) or "", #s.attendees)
 end
 
-say("6. Page through the calendar's schedules (each_schedule, schedule_cursor)")
+say("6. Its next occurrences (wecom.recurrence), and the calendar as iCalendar (export_ical)")
+local recurrence = require("wecom.recurrence")
+local series = check(client:schedules{ weekly.schedule_id })[1]
+local next_ones = {}
+for _, o in ipairs(check(recurrence.occurrences(series, MONDAY, MONDAY + 5 * 7 * 86400))) do
+  next_ones[#next_ones + 1] = when(o.start_time)
+end
+say("   %q, the next five weeks: %s", series.summary, table.concat(next_ones, ", "))
+local ics_path = os.getenv("WECOM_DEMO_ICS") or ((os.getenv("TMPDIR") or "/tmp") .. "/wecom-demo.ics")
+local ics = assert(io.open(ics_path, "wb"))
+local exported = check(client:export_ical(cal_id, function(chunk) return ics:write(chunk) end))
+ics:close()
+say("   wrote %s: %d events, for any calendar application (RFC 5545)", ics_path, exported.schedules)
+
+say("7. Page through the calendar's schedules (each_schedule, schedule_cursor)")
 if on_emulator then
   local ok = seed_schedules(('{"cal_id":"%s","count":2345,"cancelled_every":7}'):format(cal_id))
   say("   (the emulator seeded 2345 schedules, every 7th cancelled: %s)", ok and "ok" or "failed")
@@ -145,17 +159,17 @@ if on_emulator then
   say("   later: %d new (%s); offset now %d", #page, table.concat(names, ", "), later.offset)
 end
 
-say("7. A validation error: refused before anything is sent")
+say("8. A validation error: refused before anything is sent")
 local _, verr = client:calendar_add{ calendar = { summary = "bad colour", color = "red" } }
 say("   %s", tostring(verr))
 say("   kind %s, field %s", verr.kind, verr.field)
 
-say("8. An API error: WeCom's answer, as an error object")
+say("9. An API error: WeCom's answer, as an error object")
 local _, aerr = client:calendar_get{ cal_id_list = { "wcNoSuchCalendar" } }
 say("   %s", tostring(aerr))
 say("   kind %s, errcode %s, retryable %s", aerr.kind, tostring(aerr.errcode), tostring(aerr.retryable))
 
-say("9. Delete the calendar")
+say("10. Delete the calendar")
 check(client:calendar_del{ cal_id = cal_id })
 local _, gone = client:calendar_get{ cal_id_list = { cal_id } }
 say("   deleted; reading it now gives: %s", tostring(gone))

@@ -110,6 +110,16 @@ function Emu.accepted(_, client, method, body)
   return res
 end
 
+-- A fresh start for a test: forgets everything, then makes a client and a
+-- calendar (the calendar table of calendar_add). Returns both.
+function Emu:fresh(calendar)
+  self:reset()
+  local client = self:client()
+  local res, err = client:calendar_add{ calendar = calendar }
+  assert(res, tostring(err))
+  return client, res.cal_id
+end
+
 -- A client of this emulator with fast retries and its own token cache, so
 -- counts of gettoken calls are not shared between tests.
 function Emu:client(opts)
