@@ -4,6 +4,9 @@
 -- about one page whatever the calendar's size.
 local args = require("wecom.args")
 local ical = require("wecom.ical")
+local schema = require("wecom.schema")
+
+local LIMIT = schema.field("schedule_get_by_calendar", "limit")
 
 local M = {}
 
@@ -24,7 +27,7 @@ local function check(cal_id, write, opts)
     if err then return nil, err end
   end
   if o.limit ~= nil then
-    err = args.integer(HELPER, "opts.limit", o.limit, 1, 1000)
+    err = args.integer(HELPER, "opts.limit", o.limit, LIMIT.min, LIMIT.max)
     if err then return nil, err end
   end
   return o
@@ -41,10 +44,11 @@ function M.export_ical(client, cal_id, write, opts)
   if not o then return nil, err end
   local name, description = o.name, o.description
   if name == nil then -- the calendar's own name and description
-    local res
-    res, err = client:calendar_get{ cal_id_list = { cal_id } }
-    if not res then return nil, err end
-    local cal = res.calendar_list and res.calendar_list[1] or {}
+    -- calendars() checks the reply's list and ids
+    local list
+    list, err = client:calendars{ cal_id }
+    if not list then return nil, err end
+    local cal = list[1] or {}
     name = type(cal.summary) == "string" and cal.summary or nil
     if description == nil and type(cal.description) == "string" then description = cal.description end
   end

@@ -358,7 +358,7 @@ local function check_options(helper, opts, extra)
   end
   local err = args.options(helper, opts, allowed)
   if err then return nil, err end
-  opts = opts or {}
+  opts = args.copy(opts) -- read raw, as every helper reads the caller's tables
   for _, k in ipairs{ "name", "description" } do
     if opts[k] ~= nil and type(opts[k]) ~= "string" then
       return bad(helper, "opts." .. k, "expected a string, got " .. type(opts[k]))
