@@ -191,6 +191,7 @@ describe("wecom (bin/wecom)", function()
     it("none: a message that says which variables to set; exit 2; nothing sent", function()
       local before = emu:stats().calls
       local rc, out, err = wecom("calendar get wcX", { WECOM_CORPID = false, WECOM_CORPSECRET = false })
+      local _
       assert.equal(2, rc)
       assert.equal("", out)
       assert.truthy(err:find("no credentials: set WECOM_CORPID and WECOM_CORPSECRET (or WECOM_ACCESS_TOKEN)", 1, true),
@@ -611,8 +612,9 @@ describe("wecom (bin/wecom)", function()
       assert.truthy(err:find("WeCom error 48002", 1, true), err)
       assert.equal("the old calendar\n", read(file))
       assert.equal("team.ics\n", leftovers())
-      rc, _, err = wecom(("export %s -o %s"):format(cal_id, q(dir .. "/no/such/dir/x.ics")))
+      rc, out, err = wecom(("export %s -o %s"):format(cal_id, q(dir .. "/no/such/dir/x.ics")))
       assert.equal(1, rc)
+      assert.equal("", out)
       assert.truthy(err:find("can't write " .. dir .. "/no/such/dir/x.ics", 1, true), err)
     end)
   end)
@@ -628,7 +630,8 @@ describe("wecom (bin/wecom)", function()
       assert.equal(1, rc)
       assert.same({ kind = "api", errcode = 90457, errmsg = "invalid cal_id", endpoint = "oa/calendar/get", status = 200,
         message = "oa/calendar/get: WeCom error 90457: invalid cal_id" }, doc.error)
-      rc, _, err = wecom("calendar get x", { WECOM_CORPSECRET = "wrong-secret-value" })
+      rc, out, err = wecom("calendar get x", { WECOM_CORPSECRET = "wrong-secret-value" })
+      assert.equal("", out)
       assert.equal(1, rc)
       assert.truthy(err:find("^wecom: gettoken: WeCom error 40001"), err)
     end)
@@ -786,7 +789,8 @@ describe("wecom (bin/wecom)", function()
       assert.truthy(out:find(cal_id, 1, true))
       emu:fault{ path = "oa/calendar/get", errcode = 40013, errmsg = "bad: {access_token} {corpsecret}", times = 1 }
       local rc
-      rc, _, err = wecom("--verbose calendar get " .. cal_id)
+      rc, out, err = wecom("--verbose calendar get " .. cal_id)
+      assert.equal("", out)
       assert.equal(1, rc)
       assert.truthy(err:find("WeCom error 40013: bad: ***", 1, true), err)
       emu:fault{ path = "gettoken", status = 502, body = "proxy: {corpsecret}", times = 1 }

@@ -59,7 +59,7 @@ end
 
 -- Members WeCom refused (fail_result.shares): reported on stderr; the
 -- command then fails (exit 1), after printing what was done.
-local function refused(ctx, res)
+local function refused(res)
   local fails = type(res.fail_result) == "table" and res.fail_result.shares
   if type(fails) ~= "table" or #fails == 0 then return true end
   local names = {}
@@ -93,7 +93,7 @@ function run.add(args, ctx, client)
     ok, err = ctx:out(tostring(res.cal_id) .. "\n")
   end
   if not ok then return nil, err end
-  return refused(ctx, res)
+  return refused(res)
 end
 
 local function show_calendar(cal)
@@ -163,7 +163,7 @@ function run.share(args, ctx, client)
     ok, err = ctx:out(("shared %s with %s\n"):format(args.cal_id, describe_members(members)))
   end
   if not ok then return nil, err end
-  return refused(ctx, res)
+  return refused(res)
 end
 
 function run.unshare(args, ctx, client)

@@ -122,12 +122,8 @@ local function width(s)
     if c < 0xE0 then
       w = w + 1
     else
-      local cp = 0
-      if c < 0xF0 then
-        cp = (c % 16) * 4096 + (ch:byte(2) % 64) * 64 + (ch:byte(3) or 128) % 64
-      else
-        cp = 0x10000
-      end
+      local cp = 0x10000 -- four bytes: emoji and the rare CJK extensions, wide
+      if c < 0xF0 then cp = (c % 16) * 4096 + (ch:byte(2) % 64) * 64 + (ch:byte(3) or 128) % 64 end
       local wide = (cp >= 0x1100 and cp <= 0x115F) or (cp >= 0x2E80 and cp <= 0xA4CF) or (cp >= 0xAC00 and cp <= 0xD7A3)
         or (cp >= 0xF900 and cp <= 0xFAFF) or (cp >= 0xFE30 and cp <= 0xFE4F) or (cp >= 0xFF00 and cp <= 0xFF60)
         or (cp >= 0xFFE0 and cp <= 0xFFE6) or cp >= 0x10000
