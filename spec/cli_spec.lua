@@ -778,6 +778,106 @@ describe("wecom (bin/wecom)", function()
     end)
   end)
 
+  describe("in-process (wecom.cli.main)", function()
+    local cli = require("wecom.cli")
+
+    -- stdout and stderr as strings; the environment of the emulator
+    local function run(argv, tty)
+      local out, err = {}, {}
+      local function sink(list)
+        local f = {}
+        function f.write(self, ...)
+          for i = 1, select("#", ...) do list[#list + 1] = select(i, ...) end
+          return self
+        end
+        function f.flush() return true end
+        return f
+      end
+      local env = { WECOM_BASE_URL = emu.base_url, WECOM_CORPID = emu.corpid, WECOM_CORPSECRET = SECRET }
+      local status = cli.main(argv, { stdout = sink(out), stderr = sink(err), getenv = function(k) return env[k] end,
+        isatty = function() return tty or false end })
+      out, err = table.concat(out), table.concat(err)
+      outputs[#outputs + 1] = out
+      outputs[#outputs + 1] = err
+      return status, out, err
+    end
+
+    it("returns the exit status instead of exiting: help, usage, a call", function()
+      local status, out = run{ "--help" }
+      assert.equal(0, status)
+      assert.truthy(out:find("Usage: wecom", 1, true))
+      local err
+      status, out, err = run{ "calendar", "get" }
+      assert.equal(2, status)
+      assert.equal("", out)
+      assert.truthy(err:find("missing argument 'cal_id'", 1, true))
+      local cal_id = calendar()
+      status, out = run{ "--json", "calendar", "get", cal_id }
+      assert.equal(0, status)
+      assert.equal(cal_id, cjson.decode(out).calendar_list[1].cal_id)
+    end)
+
+    it("redraws the progress line in place on a terminal, and takes it away at the end", function()
+      local cal_id = calendar()
+      emu:seed(cal_id, 2500)
+      local status, out, err = run({ "schedule", "list", cal_id }, true)
+      assert.equal(0, status)
+      assert.equal(2501, select(2, out:gsub("\n", "")))
+      local shown = {}
+      for n, pages in err:gmatch("\r\27%[K(%d+) schedules, (%d+) pages?, %d+/s") do
+        shown[#shown + 1] = n .. "/" .. pages
+      end
+      assert.same({ "1000/1", "2000/2", "2500/3" }, shown)
+      -- cleared before the summary, which starts a line of its own
+      assert.truthy(err:find("\r\27%[K2500 schedules %(0 cancelled%) from offset 0"), err)
+    end)
+
+    it("runs a subcommand of another module added to wecom.cli.COMMANDS", function()
+      -- what a module such as `wecom mirror` provides: name, configure, run
+      package.loaded["spec_cli_count"] = {
+        name = "count",
+        configure = function(parser)
+          parser:command("count", "Count a calendar's schedules."):argument("cal_id"):argname("CAL_ID")
+        end,
+        run = function(args, ctx)
+          local c, err = ctx:client()
+          if not c then return nil, err end
+          local n = 0
+          for s, e in c:each_schedule(args.cal_id) do
+            if not s then return nil, e end
+            n = n + 1
+          end
+          if ctx.json then return ctx:document{ cal_id = args.cal_id, schedules = n } end
+          return ctx:out(("%d\n"):format(n))
+        end,
+      }
+      table.insert(cli.COMMANDS, "spec_cli_count")
+      local ok_, e = pcall(function()
+        local cal_id = calendar()
+        emu:seed(cal_id, 1234)
+        local status, out = run{ "count", cal_id }
+        assert.equal(0, status)
+        assert.equal("1234\n", out)
+        status, out = run{ "--json", "count", cal_id }
+        assert.equal(0, status)
+        assert.same({ cal_id = cal_id, schedules = 1234 }, cjson.decode(out))
+        status, out = run{ "count", "--help" }
+        assert.equal(0, status)
+        assert.truthy(out:find("Usage: wecom count [-h] CAL_ID", 1, true), out)
+        local err
+        status, out, err = run{ "count", "wcNoSuchCalendar" }
+        assert.equal(1, status)
+        assert.equal("", out)
+        assert.truthy(err:find("WeCom error", 1, true), err)
+        status = run{ "--help" }
+        assert.equal(0, status)
+      end)
+      table.remove(cli.COMMANDS)
+      package.loaded["spec_cli_count"] = nil
+      assert(ok_, e)
+    end)
+  end)
+
   describe("secrets", function()
     it("neither the secret nor a token is printed, even with --verbose and by a server that echoes them", function()
       local cal_id = calendar()

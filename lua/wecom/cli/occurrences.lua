@@ -20,10 +20,9 @@ function M.configure(parser)
   occ:option("--to", "The last day."):argname("YYYY-MM-DD"):count(1):convert(date("--to"))
 end
 
-local COLUMNS = {
-  { title = "START", key = function(o) return output.time(o.start_time) end },
-  { title = "END", key = function(o) return output.time(o.end_time) end },
-}
+local TITLES = { "START", "END" }
+
+local function cells(o) return { output.time(o.start_time), output.time(o.end_time) } end
 
 function M.run(args, ctx)
   local from, last = output.parse_date(args.from), output.parse_date(args.to)
@@ -48,7 +47,7 @@ function M.run(args, ctx)
       cancelled = schedule.status == 1, occurrences = list }, { type = "object", fields = { occurrences = { type = "array" } } })
   end
   local ok
-  ok, err = output.table(COLUMNS, function(text) return ctx:out(text) end):rows(list)
+  ok, err = output.table(TITLES, cells, function(text) return ctx:out(text) end):rows(list)
   if not ok then return nil, err end
   return ctx:say(("%d occurrence%s of %q from %s to %s; it repeats: %s%s\n"):format(#list, #list == 1 and "" or "s",
     output.cell(schedule.summary), args.from, args.to, output.repeat_long(schedule),

@@ -10,19 +10,14 @@ local M = {}
 ---------------------------------------------------------------------------
 -- times
 
--- "+0800" (strftime's %z) as "+08:00".
-local function offset_of(t)
-  local z = os.date("%z", t)
-  local sign, hh, mm = tostring(z):match("^([+-])(%d%d)(%d%d)$")
-  if not sign then return "+00:00" end
-  return ("%s%s:%s"):format(sign, hh, mm)
-end
-
 -- A Unix time as the local date and time with its offset:
--- "2026-11-23 10:00 +08:00".
+-- "2026-11-23 10:00 +08:00" (one strftime: listings call this twice a row).
 function M.time(t)
   if type(t) ~= "number" then return "?" end
-  return os.date("%Y-%m-%d %H:%M ", t) .. offset_of(t)
+  local text = os.date("%Y-%m-%d %H:%M %z", t)
+  local head, sign, hh, mm = text:match("^(.- )([+-])(%d%d)(%d%d)$")
+  if not head then return text end
+  return head .. sign .. hh .. ":" .. mm
 end
 
 -- The date of a Unix time in a fixed offset (hours): whole-day schedules
@@ -116,6 +111,7 @@ end
 -- wide East Asian ranges (CJK, Hangul, full-width forms), which is what a
 -- terminal gives summaries in Chinese.
 local function width(s)
+  if not s:find("[\128-\255]") then return #s end
   local w = 0
   for ch in s:gmatch("[%z\1-\127\194-\244][\128-\191]*") do
     local c = ch:byte(1)
@@ -137,27 +133,30 @@ M.width = width
 -- Text for one cell: a single line, whatever the server sent.
 function M.cell(v)
   if v == nil then return "" end
-  return (tostring(v):gsub("[%c]", " "))
+  v = tostring(v)
+  if not v:find("%c") then return v end
+  return (v:gsub("%c", " "))
 end
 
--- A table printer. columns = { {title =, key = function(row) -> text}, ... }.
--- Widths come from the header and the rows of the first batch; later
--- batches (pages of a long listing, written as they arrive) keep them, so a
--- listing streams yet stays aligned. The last column is never padded.
+-- A table printer. titles: the column headers; cells(row) -> the row's
+-- texts, one per column. Widths come from the header and the rows of the
+-- first batch; later batches (pages of a long listing, written as they
+-- arrive) keep them, so a listing streams yet stays aligned. The last column
+-- is never padded.
 local Table = {}
 Table.__index = Table
 
-function M.table(columns, write)
-  return setmetatable({ columns = columns, write = write, widths = nil }, Table)
+function M.table(titles, cells, write)
+  return setmetatable({ titles = titles, cells = cells, write = write, widths = nil }, Table)
 end
 
 -- Writes the rows (and the header, before the first batch); returns what
 -- write returned for the batch.
 function Table:rows(rows)
-  local cols, cells = self.columns, {}
+  local cols, cells = self.titles, {}
   for i, row in ipairs(rows) do
-    local line = {}
-    for j, c in ipairs(cols) do line[j] = M.cell(c.key(row)) end
+    local line = self.cells(row)
+    for j = 1, #cols do line[j] = M.cell(line[j]) end
     cells[i] = line
   end
   local out = {}
@@ -171,14 +170,12 @@ function Table:rows(rows)
     out[#out + 1] = (table.concat(parts, "  "):gsub("%s+$", ""))
   end
   if not self.widths then
-    local header = {}
     self.widths = {}
-    for j, c in ipairs(cols) do
-      header[j] = c.title
-      self.widths[j] = width(c.title)
+    for j, title in ipairs(cols) do
+      self.widths[j] = width(title)
       for _, line in ipairs(cells) do self.widths[j] = math.max(self.widths[j], width(line[j])) end
     end
-    add(header)
+    add(cols)
   end
   for _, line in ipairs(cells) do add(line) end
   if #out == 0 then return true end

@@ -23,14 +23,12 @@ end
 
 local function status(s) return s.status == 1 and "cancelled" or "" end
 
-local COLUMNS = {
-  { title = "SCHEDULE_ID", key = function(s) return s.schedule_id end },
-  { title = "START", key = function(s) return (output.span(s)) end },
-  { title = "END", key = function(s) return select(2, output.span(s)) end },
-  { title = "REPEAT", key = output.repeat_short },
-  { title = "STATUS", key = status },
-  { title = "SUMMARY", key = function(s) return s.summary end },
-}
+local TITLES = { "SCHEDULE_ID", "START", "END", "REPEAT", "STATUS", "SUMMARY" }
+
+local function cells(s)
+  local start, finish = output.span(s)
+  return { s.schedule_id, start, finish, output.repeat_short(s), status(s), s.summary }
+end
 
 local LIST_SHAPE = output.SHAPES.schedule
 
@@ -49,7 +47,7 @@ local function list(args, ctx, client)
   if not cursor then return nil, err end
   local progress = ctx:progress("schedules")
   ctx:on_exit(function() progress:clear() end)
-  local printer = output.table(COLUMNS, function(text) return ctx:out(text) end)
+  local printer = output.table(TITLES, cells, function(text) return ctx:out(text) end)
   local pages, count, cancelled = 0, 0, 0
   local ok
   if ctx.json then
