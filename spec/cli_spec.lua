@@ -476,6 +476,15 @@ describe("wecom (bin/wecom)", function()
     before_each(function() dir = tmpdir() end)
     after_each(function() os.execute("rm -rf " .. q(dir)) end)
 
+    -- a file that an export must replace whole, or not at all
+    local function old_file(name)
+      local file = dir .. "/" .. name
+      local f = assert(io.open(file, "wb"))
+      f:write("the old calendar\n")
+      f:close()
+      return file
+    end
+
     local function leftovers()
       local p = io.popen("ls -A " .. q(dir))
       local names = p:read("*a")
@@ -544,10 +553,7 @@ describe("wecom (bin/wecom)", function()
     it("replaces the file only once the whole calendar is written: the old one stays until then", function()
       local cal_id = calendar()
       emu:seed(cal_id, 3000)
-      local file = dir .. "/team.ics"
-      local f = assert(io.open(file, "wb"))
-      f:write("the old calendar\n")
-      f:close()
+      local file = old_file("team.ics")
       emu:fault{ path = "oa/schedule/get_by_calendar", latency_ms = 400, times = -1 }
       local done = dir .. "/rc"
       assert(os.execute(("sh -c %s &"):format(q(("%s >/dev/null 2>&1; echo $? >%s"):format(
@@ -582,10 +588,7 @@ describe("wecom (bin/wecom)", function()
       assert.is_true(os.execute("test -p " .. q(fifo)) == true or os.execute("test -p " .. q(fifo)) == 0)
       assert.equal(5, select(2, read(got):gsub("BEGIN:VEVENT", "")))
 
-      local real, link = dir .. "/real.ics", dir .. "/link.ics"
-      local f = assert(io.open(real, "wb"))
-      f:write("old\n")
-      f:close()
+      local real, link = old_file("real.ics"), dir .. "/link.ics"
       assert(os.execute(("ln -s real.ics %s"):format(q(link))))
       ok(("export %s -o %s"):format(cal_id, q(link)))
       assert.is_true(os.execute("test -h " .. q(link)) == true or os.execute("test -h " .. q(link)) == 0)
@@ -601,10 +604,7 @@ describe("wecom (bin/wecom)", function()
     it("a failure midway leaves the old file and no temporary one; exit 1", function()
       local cal_id = calendar()
       emu:seed(cal_id, 2500)
-      local file = dir .. "/team.ics"
-      local f = assert(io.open(file, "wb"))
-      f:write("the old calendar\n")
-      f:close()
+      local file = old_file("team.ics")
       emu:fault{ path = "oa/schedule/get_by_calendar", after = 1, errcode = 48002, times = 1 }
       local rc, out, err = wecom(("export %s -o %s"):format(cal_id, q(file)))
       assert.equal(1, rc)

@@ -121,26 +121,8 @@ end
 function run.get(args, ctx, client)
   local list, err = client:calendars(args.cal_id)
   if not list then return nil, err end
-  local missing = {}
-  local found = {}
-  for i, cal in ipairs(list) do
-    if cal then found[#found + 1] = cal else missing[#missing + 1] = args.cal_id[i] end
-  end
-  local ok
-  if ctx.json then
-    ok, err = ctx:document({ calendar_list = found }, { type = "object", fields = {
-      calendar_list = { type = "array", elem = output.SHAPES.calendar } } })
-  else
-    local blocks = {}
-    for i, cal in ipairs(found) do blocks[i] = show_calendar(cal) end
-    ok, err = true, nil
-    if #blocks > 0 then ok, err = ctx:out(table.concat(blocks, "\n")) end
-  end
-  if not ok then return nil, err end
-  if #missing > 0 then
-    return nil, context.error("failed", "no such calendar: " .. table.concat(missing, ", "))
-  end
-  return true
+  return ctx:found(args.cal_id, list, { list = "calendar_list", shape = output.SHAPES.calendar, show = show_calendar,
+    noun = "calendar" })
 end
 
 function run.del(args, ctx, client)

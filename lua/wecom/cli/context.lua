@@ -113,6 +113,29 @@ function Context:document(value, shape)
   return self:out(text .. "\n")
 end
 
+-- What a bulk read (client:calendars, client:schedules) returned for ids
+-- (false where WeCom returned nothing), on stdout: {[how.list] = [...]}
+-- with --json, else a block of fields (how.show(item)) per item. Ids not
+-- found make it fail: true | nil, err.
+function Context:found(ids, list, how)
+  local found, missing = {}, {}
+  for i, item in ipairs(list) do
+    if item then found[#found + 1] = item else missing[#missing + 1] = ids[i] end
+  end
+  local ok, err = true, nil
+  if self.json then
+    ok, err = self:document({ [how.list] = found }, { type = "object", fields = {
+      [how.list] = { type = "array", elem = how.shape } } })
+  elseif #found > 0 then
+    local blocks = {}
+    for i, item in ipairs(found) do blocks[i] = how.show(item) end
+    ok, err = self:out(table.concat(blocks, "\n"))
+  end
+  if not ok then return nil, err end
+  if #missing > 0 then return nil, M.error("failed", ("no such %s: %s"):format(how.noun, table.concat(missing, ", "))) end
+  return true
+end
+
 ---------------------------------------------------------------------------
 -- the client
 

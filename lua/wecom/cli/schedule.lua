@@ -136,25 +136,8 @@ end
 local function get(args, ctx, client)
   local list_, err = client:schedules(args.schedule_id)
   if not list_ then return nil, err end
-  local found, missing = {}, {}
-  for i, s in ipairs(list_) do
-    if s then found[#found + 1] = s else missing[#missing + 1] = args.schedule_id[i] end
-  end
-  local ok
-  if ctx.json then
-    ok, err = ctx:document({ schedule_list = found }, { type = "object", fields = {
-      schedule_list = { type = "array", elem = LIST_SHAPE } } })
-  else
-    local blocks = {}
-    for i, s in ipairs(found) do blocks[i] = show_schedule(s) end
-    ok = true
-    if #blocks > 0 then ok, err = ctx:out(table.concat(blocks, "\n")) end
-  end
-  if not ok then return nil, err end
-  if #missing > 0 then
-    return nil, context.error("failed", "no such schedule: " .. table.concat(missing, ", "))
-  end
-  return true
+  return ctx:found(args.schedule_id, list_, { list = "schedule_list", shape = LIST_SHAPE, show = show_schedule,
+    noun = "schedule" })
 end
 
 function M.run(args, ctx)
