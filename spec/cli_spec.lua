@@ -619,6 +619,21 @@ describe("wecom (bin/wecom)", function()
     end)
   end)
 
+  describe("what a server sends", function()
+    it("can't drive the terminal, and stays valid JSON", function()
+      local reply = '{"errcode":0,"errmsg":"ok","calendar_list":[{"cal_id":"wcX","summary":"a\\u001b[2Jb\\u0007",'
+        .. '"description":"two\\nlines","shares":[]}]}'
+      emu:fault{ path = "oa/calendar/get", status = 200, body = reply, times = 2 }
+      local out = ok("calendar get wcX")
+      assert.truthy(out:find("summary      a [2Jb\n", 1, true), out)
+      assert.truthy(out:find("description  two lines\n", 1, true), out)
+      local doc = json("calendar get wcX")
+      assert.equal("a\\x1B[2Jb\\x07", doc.calendar_list[1].summary)
+      assert.equal("two\nlines", doc.calendar_list[1].description)
+      assert.same({}, doc.calendar_list[1].shares)
+    end)
+  end)
+
   describe("failures", function()
     it("API errors: exit 1, the one-line message with its errcode on stderr", function()
       local rc, out, err = wecom("calendar get wcNoSuchCalendar")

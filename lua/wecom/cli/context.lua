@@ -109,7 +109,7 @@ function Context:warn(text) return self:say("wecom: " .. text .. "\n") end
 -- One JSON document on stdout (lists marked by shape, a schema field).
 function Context:document(value, shape)
   local text, err = output.json(value, shape)
-  if not text then return nil, err end
+  if not text then return nil, M.error("failed", "can't write it as JSON: " .. tostring(err)) end
   return self:out(text .. "\n")
 end
 

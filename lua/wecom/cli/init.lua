@@ -169,7 +169,11 @@ function M.main(argv, io_)
   if not ran then done, err = nil, done end
   ctx:finish()
   if done then return 0 end
-  if ctx.interrupted or context.is_interrupt(err) then
+  -- the latch, or the interpreter's error surfacing through a part of the
+  -- library that no guard covers: as a transport or write failure, never in
+  -- a server's text (api, http, decode errors)
+  local carrier = type(err) ~= "table" or err.kind == "transport" or err.kind == "write"
+  if ctx.interrupted or (carrier and context.is_interrupt(err)) then
     err = context.error("interrupted", "interrupted")
   end
   err = err or context.error("failed", "failed")

@@ -1,6 +1,7 @@
 -- How the `wecom` command shows things: times in local time with their
 -- offset, aligned columns, repeat rules in words, and JSON documents whose
 -- lists stay lists.
+local errors = require("wecom.errors")
 local recurrence = require("wecom.recurrence")
 local schema = require("wecom.schema")
 local wecom = require("wecom")
@@ -222,10 +223,27 @@ local function mark(v, shape)
   return v
 end
 
+-- A string the JSON encoder refuses (it takes what WeCom takes: UTF-8, no
+-- control characters but tab and newlines) made printable: what a server
+-- sent is shown, not dropped.
+local function printable_strings(v)
+  for k, x in pairs(v) do
+    if type(x) == "table" then
+      printable_strings(x)
+    elseif type(x) == "string" and not wecom.encode_json{ x } then
+      v[k] = errors.printable(x)
+    end
+  end
+  return v
+end
+
 -- value as JSON (lists marked by `shape`, a schema field or nil): a string,
 -- or nil, err.
 function M.json(value, shape)
-  return wecom.encode_json(mark(value, shape))
+  value = mark(value, shape)
+  local text = wecom.encode_json(value)
+  if text then return text end
+  return wecom.encode_json(printable_strings(value))
 end
 
 -- A list of calendars or schedules as JSON array elements joined by commas.

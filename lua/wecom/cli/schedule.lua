@@ -72,8 +72,11 @@ local function list(args, ctx, client)
     if ctx.json then
       local items
       items, err = output.json_items(page, LIST_SHAPE)
-      if items then ok, err = ctx:out((pages > 1 and "," or "") .. items) end
-      if not items then ok = nil end
+      if items then
+        ok, err = ctx:out((pages > 1 and "," or "") .. items)
+      else
+        ok, err = nil, context.error("failed", "can't write it as JSON: " .. tostring(err))
+      end
     else
       ok, err = printer:rows(page)
     end
