@@ -156,6 +156,14 @@ describe("wecom (bin/wecom)", function()
     end)
   end)
 
+  it("finds lua-argparse installed for another Lua version than the one running it", function()
+    -- no default path: argparse.lua is not on this Lua's own path
+    local rc, out = shell.run(("env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 LUA_PATH='./?.lua' LUA_CPATH=%s %s bin/wecom --help")
+      :format(q(package.cpath), q(shell.lua)))
+    assert.equal(0, rc, out)
+    assert.truthy(out:find("Usage: wecom [-h]", 1, true), out)
+  end)
+
   describe("usage errors: exit 2, the usage on stderr, nothing on stdout", function()
     for _, case in ipairs{
       { "unknown subcommand", "calendar bogus", "unknown command 'bogus'", "Usage: wecom calendar" },

@@ -27,9 +27,9 @@ M.COMMANDS = {
   "wecom.cli.occurrences",
 }
 
--- lua-argparse is one pure Lua file that works on every Lua, but
--- distributions install it for some Lua versions only (Debian: 5.1 to 5.4,
--- not LuaJIT's path on every system): look in the others' directories too.
+-- lua-argparse is one pure Lua file that works on every Lua, but a
+-- distribution installs it for the Lua versions it packages it for, which
+-- need not include the one running us: look in the others' directories too.
 local function load_argparse()
   local ok, argparse = pcall(require, "argparse")
   if ok then return argparse end
@@ -43,7 +43,7 @@ local function load_argparse()
       end
     end
   end
-  error("wecom: the command line needs lua-argparse (apt-get install lua-argparse, or luarocks install argparse)", 0)
+  error("the command line needs lua-argparse (apt-get install lua-argparse, or luarocks install argparse)", 0)
 end
 
 -- Asked-for help and usage errors travel as raised tables out of
