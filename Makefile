@@ -25,10 +25,12 @@ BUILD_DIR ?= build/$(LUA)
 BUILD = $(BUILD_DIR)
 CORE = $(BUILD)/wecom/core.so
 
-# What the demo and the tests need on Debian bookworm.
+# What the demo and the tests need on Debian bookworm (lua-argparse: the wecom
+# command; tmux: its spec looks at the progress display in a real terminal).
 PACKAGES = gcc libc6-dev make lua5.1 liblua5.1-0-dev lua5.4 liblua5.4-dev luajit2 \
 	libluajit2-5.1-dev lua-cjson lua-busted luarocks libcurl4-openssl-dev nginx-light \
-	libnginx-mod-http-lua lua-check openssl ca-certificates libssl-dev pkg-config lua-socket
+	libnginx-mod-http-lua lua-check openssl ca-certificates libssl-dev pkg-config lua-socket \
+	lua-argparse tmux
 # The iCalendar specs check our output with parsers nobody here wrote: libical
 # (a C checker built by the tests), Python's recurring-ical-events, and ical.js
 # from npm (spec/checkers/package-lock.json) on Debian's node unless one is
@@ -120,7 +122,7 @@ emulator-stop:
 	@$(LUA) bin/wecom-emulator stop --port $(EMULATOR_PORT)
 
 lint:
-	luacheck -q --no-color lua emulator spec examples bench bin/wecom-emulator
+	luacheck -q --no-color lua emulator spec examples bench bin/wecom-emulator bin/wecom
 
 # ---- make bench: side by side with the alternatives, into bench/RESULTS.md ----
 

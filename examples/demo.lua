@@ -169,7 +169,30 @@ local _, aerr = client:calendar_get{ cal_id_list = { "wcNoSuchCalendar" } }
 say("   %s", tostring(aerr))
 say("   kind %s, errcode %s, retryable %s", aerr.kind, tostring(aerr.errcode), tostring(aerr.retryable))
 
-say("10. Delete the calendar")
+say("10. The same from the command line: bin/wecom, for operators and scripts")
+do
+  -- each command is a process of its own, with the credentials in its environment
+  local script = arg and arg[0] or "examples/demo.lua"
+  local bin = (script:match("^(.*)/[^/]*$") or ".") .. "/../bin/wecom"
+  local interpreter = arg and arg[-1] or "lua"
+  local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+  local env = ("WECOM_BASE_URL=%s WECOM_CORPID=%s WECOM_CORPSECRET=%s"):format(q(base_url),
+    q(os.getenv("WECOM_CORPID") or "wwemulator"), q(os.getenv("WECOM_CORPSECRET") or "emulator-secret"))
+  local function wecom_cli(args)
+    say("   $ wecom %s", args)
+    local p = assert(io.popen(("env %s %s %s %s 2>&1; echo \"exit status $?\""):format(env, q(interpreter), q(bin), args)))
+    for line in p:lines() do say("     %s", line) end
+    p:close()
+  end
+  wecom_cli("calendar get " .. cal_id)
+  wecom_cli("calendar share " .. cal_id .. " userid5:rw")
+  wecom_cli(("schedule list %s --offset %d"):format(cal_id, total))
+  wecom_cli(("occurrences %s --from 2026-11-23 --to 2026-12-13"):format(weekly.schedule_id))
+  wecom_cli(("export %s -o %s"):format(cal_id, q(ics_path)))
+  wecom_cli("--json calendar get wcNoSuchCalendar")
+end
+
+say("11. Delete the calendar")
 check(client:calendar_del{ cal_id = cal_id })
 local _, gone = client:calendar_get{ cal_id_list = { cal_id } }
 say("   deleted; reading it now gives: %s", tostring(gone))
