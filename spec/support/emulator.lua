@@ -50,6 +50,15 @@ function Emu:control(name, body, method)
   return cjson.decode(reply)
 end
 
+-- A real access token, fetched from the emulator's gettoken (with
+-- `secret`, default the emulator's own).
+function Emu:issue_token(secret)
+  local status, reply = self.http:request("GET", ("%s/cgi-bin/gettoken?corpid=%s&corpsecret=%s"):format(
+    self.base_url, self.corpid, secret or self.corpsecret))
+  assert(status == 200, "gettoken: " .. tostring(reply))
+  return (assert(cjson.decode(reply).access_token, reply))
+end
+
 function Emu:reset()
   return self:control("reset", { corpid = self.corpid, corpsecret = self.corpsecret })
 end
