@@ -9,6 +9,7 @@ files["spec/support/ngx_app.lua"] = { std = "max", globals = { "ngx" } }
 files["examples/wecom_app.lua"] = { globals = { "ngx" } }
 files["examples/wecom_callback.lua"] = { globals = { "ngx" } }
 files["examples/wecom_mirror.lua"] = { globals = { "ngx" } }
+files["examples/ical_feed.lua"] = { globals = { "ngx" } }
 exclude_files = { "build/**" }
 -- the names README examples take as given (spec/readme_spec.lua)
 files["spec/support/readme_prelude.lua"] = {

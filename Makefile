@@ -25,16 +25,23 @@ BUILD_DIR ?= build/$(LUA)
 BUILD = $(BUILD_DIR)
 CORE = $(BUILD)/wecom/core.so
 
-# What the demo and the tests need on Debian bookworm.
+# What the demo and the tests need on Debian bookworm (lua-argparse: the wecom
+# command; tmux: its spec looks at the progress display in a real terminal).
 PACKAGES = gcc libc6-dev make lua5.1 liblua5.1-0-dev lua5.4 liblua5.4-dev luajit2 \
 	libluajit2-5.1-dev lua-cjson lua-busted luarocks libcurl4-openssl-dev nginx-light \
 	libnginx-mod-http-lua lua-check openssl ca-certificates libssl-dev pkg-config lua-socket \
-	lua-sql-sqlite3
+	lua-argparse tmux lua-sql-sqlite3
+# The iCalendar specs check our output with parsers nobody here wrote: libical
+# (a C checker built by the tests), Python's recurring-ical-events, and ical.js
+# from npm (spec/checkers/package-lock.json) on Debian's node unless one is
+# installed (NodeSource's, say); the feed spec talks to nginx with curl.
+PACKAGES += libical-dev python3-recurring-ical-events curl \
+	$(if $(shell command -v node 2>/dev/null),,nodejs) $(if $(shell command -v npm 2>/dev/null),,npm)
 
 EMULATOR_PORT ?= 18080
 
-.PHONY: all build deps test test-one demo emulator emulator-stop lint clean check check-deps werror \
-	cppcheck asan valgrind fuzz fuzz-build bench bench-setup bench-callback bench-mirror profile
+.PHONY: all build deps checkers test test-one demo emulator emulator-stop lint clean check check-deps werror \
+	cppcheck asan valgrind fuzz fuzz-build bench bench-setup bench-callback bench-ical bench-mirror profile
 
 all: build
 
@@ -62,8 +69,21 @@ deps:
 		fi; \
 	fi
 
+# The specs' iCalendar checkers: libical's (C) and ical.js (npm, test-only,
+# from the lockfile into spec/checkers/node_modules).
+CHECKERS_DIR = build/checkers
+checkers: $(CHECKERS_DIR)/icalcheck spec/checkers/node_modules/.package-lock.json
+
+$(CHECKERS_DIR)/icalcheck: spec/checkers/icalcheck.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu99 -O1 -g $(WARNINGS) $(EXTRA_CFLAGS) -o $@ $< $$(pkg-config --cflags --libs libical)
+
+spec/checkers/node_modules/.package-lock.json: spec/checkers/package.json spec/checkers/package-lock.json
+	cd spec/checkers && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
 # All Lua versions; the last line is the sum: "N passed, N failed".
-test: deps
+test: deps checkers
 	@rm -rf build/results && mkdir -p build/results; \
 	for l in $(LUAS); do \
 		$(MAKE) --no-print-directory test-one LUA=$$l || true; \
@@ -80,7 +100,7 @@ test: deps
 
 # One Lua version: build the core for it (and for LuaJIT, which the nginx of
 # the OpenResty specs loads) and run busted under it.
-test-one: build
+test-one: build checkers
 	@$(MAKE) --no-print-directory build LUA=luajit >/dev/null
 	@echo "== busted under $(LUA)"
 	@env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 WECOM_TEST_SUMMARY=$(CURDIR)/build/results/$(LUA) \
@@ -102,11 +122,11 @@ emulator-stop:
 	@$(LUA) bin/wecom-emulator stop --port $(EMULATOR_PORT)
 
 lint:
-	luacheck -q --no-color lua emulator spec examples bench bin/wecom-emulator
+	luacheck -q --no-color lua emulator spec examples bench bin/wecom-emulator bin/wecom
 
 # ---- make bench: side by side with the alternatives, into bench/RESULTS.md ----
 
-BENCH_PACKAGES = curl lua-socket valgrind
+BENCH_PACKAGES = curl lua-socket valgrind python3-dateutil python3-icalendar
 
 bench-setup: deps
 	@$(MAKE) --no-print-directory deps PACKAGES="$(BENCH_PACKAGES)"
@@ -123,6 +143,10 @@ bench-callback: deps
 	@$(MAKE) --no-print-directory build LUA=lua5.4 >/dev/null
 	@$(MAKE) --no-print-directory build LUA=luajit >/dev/null
 	env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 lua5.4 bench/run.lua callback
+
+# Only the iCalendar rows (export_ical, occurrences vs dateutil).
+bench-ical: bench-setup
+	env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 lua5.4 bench/run.lua ical
 
 # The mirror row alone (the initial pull into SQLite vs paging), replacing its section.
 bench-mirror: deps
@@ -144,7 +168,8 @@ VALGRIND_SPECS = spec/core_spec.lua spec/schema_spec.lua spec/client_spec.lua sp
 	spec/schedule_spec.lua spec/reliability_spec.lua spec/fuzz_spec.lua spec/callback_spec.lua \
 	spec/callback_fuzz_spec.lua spec/finalizer_spec.lua spec/stale_spec.lua spec/framing_spec.lua
 ASAN_SPECS = $(VALGRIND_SPECS) spec/emulator_spec.lua spec/demo_spec.lua spec/openresty_spec.lua \
-	spec/callback_nginx_spec.lua spec/hardening_spec.lua
+	spec/callback_nginx_spec.lua spec/hardening_spec.lua spec/recurrence_spec.lua spec/ical_spec.lua \
+	spec/feed_spec.lua
 FUZZ_SECONDS ?= 60
 LUA_CHECK = lua5.4
 
@@ -172,7 +197,8 @@ werror:
 
 cppcheck:
 	cppcheck --enable=warning,style,performance,portability --std=c99 --error-exitcode=1 \
-		--inline-suppr --suppress=missingIncludeSystem --quiet -I csrc $(SRCS) fuzz/fuzz_codec.c fuzz/fuzz_framing.c
+		--inline-suppr --suppress=missingIncludeSystem --quiet -I csrc $(SRCS) fuzz/fuzz_codec.c fuzz/fuzz_framing.c \
+		spec/checkers/icalcheck.c
 
 # The suite with the core built with -fsanitize=address,undefined: the
 # interpreter is not instrumented, so the ASan runtime is preloaded.

@@ -14,6 +14,9 @@
 --                  sequential vs concurrency 10
 --   callbacks      POSTs per second through cb:serve vs `return 200`
 --                  (bench/callback.lua; alone: `make bench-callback`)
+--   ical           export_ical of 10,000 and 100,000 schedules, and
+--                  occurrence expansion vs dateutil (bench/ical.lua); only
+--                  these, into their section of RESULTS.md: `lua5.4 bench/run.lua ical`
 --   mirror         the initial pull of 100,000 schedules into SQLite vs
 --                  paging without storing (bench/mirror.lua; alone:
 --                  `make bench-mirror`)
@@ -98,6 +101,37 @@ if arg[1] == "profile" then
   fixed:stop()
   emu:stop()
   if not ok then error(err, 0) end
+  return
+end
+
+local ical_bench = dofile("bench/ical.lua")
+local ical_ctx = { capture = capture, lua_env = lua_env, q = q, control = control, base_url = emu.base_url }
+
+-- `bench/run.lua ical`: the iCalendar rows only, replacing their section.
+if arg[1] == "ical" then
+  local ok, res = pcall(ical_bench.run, ical_ctx)
+  http:close()
+  fixed:stop()
+  emu:stop()
+  if not ok then error(res, 0) end
+  local f = assert(io.open("bench/RESULTS.md", "rb"))
+  local text = f:read("*a")
+  f:close()
+  local at = text:find(ical_bench.TITLE, 1, true)
+  local section = table.concat(ical_bench.report(res, "make bench-ical"), "\n")
+  if at then -- its sections only; the ones after them stay
+    local after = at
+    repeat
+      after = text:find("\n## ", after + 1, true)
+    until not after or not section:find(text:match("\n(## [^\n]*)", after), 1, true)
+    text = text:sub(1, at - 1) .. section .. (after and "\n" .. text:sub(after + 1) or "")
+  else
+    text = text .. "\n" .. section
+  end
+  f = assert(io.open("bench/RESULTS.md", "wb"))
+  f:write(text)
+  f:close()
+  print(section)
   return
 end
 
@@ -209,6 +243,9 @@ local ok, err = pcall(function()
   results.bulk = {}
   for c, s in out:gmatch("(%d+)%s+([%d.]+)") do results.bulk[tonumber(c)] = tonumber(s) end
   assert(results.bulk[1] and results.bulk[10], out)
+  control("clear_faults")
+
+  results.ical = ical_bench.run(ical_ctx)
 
   -------------------------------------------------------------------------
   -- callbacks
@@ -309,6 +346,8 @@ lines[#lines + 1] = ""
 lines[#lines + 1] = ("Concurrency 10 is %.1fx faster. One after another the ten batches cost ten latencies; at once,"
   .. " one latency plus the time the emulator's single worker needs to encode the 10,000 calendars.")
   :format(results.bulk[1] / results.bulk[10])
+lines[#lines + 1] = ""
+for _, line in ipairs(ical_bench.report(results.ical, "make bench")) do lines[#lines + 1] = line end
 lines[#lines + 1] = ""
 for _, line in ipairs(callback_bench.lines(results.callback)) do lines[#lines + 1] = line end
 for _, line in ipairs(mirror_bench.lines(results.mirror)) do lines[#lines + 1] = line end

@@ -118,7 +118,21 @@ for _, s in ipairs(check(client:schedules{ weekly.schedule_id, moved.schedule_id
     #skipped > 0 and (" except " .. table.concat(skipped, ", ")) or "", #s.attendees)
 end
 
-say("6. Page through the calendar's schedules (each_schedule, schedule_cursor)")
+say("6. Its next occurrences (wecom.recurrence), and the calendar as iCalendar (export_ical)")
+local recurrence = require("wecom.recurrence")
+local series = check(client:schedules{ weekly.schedule_id })[1]
+local next_ones = {}
+for _, o in ipairs(check(recurrence.occurrences(series, MONDAY, MONDAY + 5 * 7 * 86400))) do
+  next_ones[#next_ones + 1] = when(o.start_time)
+end
+say("   %q, the next five weeks: %s", series.summary, table.concat(next_ones, ", "))
+local ics_path = os.getenv("WECOM_DEMO_ICS") or ((os.getenv("TMPDIR") or "/tmp") .. "/wecom-demo.ics")
+local ics = assert(io.open(ics_path, "wb"))
+local exported = check(client:export_ical(cal_id, function(chunk) return ics:write(chunk) end))
+ics:close()
+say("   wrote %s: %d events, for any calendar application (RFC 5545)", ics_path, exported.schedules)
+
+say("7. Page through the calendar's schedules (each_schedule, schedule_cursor)")
 if on_emulator then
   local ok = seed_schedules(('{"cal_id":"%s","count":2345,"cancelled_every":7}'):format(cal_id))
   say("   (the emulator seeded 2345 schedules, every 7th cancelled: %s)", ok and "ok" or "failed")
@@ -145,17 +159,40 @@ if on_emulator then
   say("   later: %d new (%s); offset now %d", #page, table.concat(names, ", "), later.offset)
 end
 
-say("7. A validation error: refused before anything is sent")
+say("8. A validation error: refused before anything is sent")
 local _, verr = client:calendar_add{ calendar = { summary = "bad colour", color = "red" } }
 say("   %s", tostring(verr))
 say("   kind %s, field %s", verr.kind, verr.field)
 
-say("8. An API error: WeCom's answer, as an error object")
+say("9. An API error: WeCom's answer, as an error object")
 local _, aerr = client:calendar_get{ cal_id_list = { "wcNoSuchCalendar" } }
 say("   %s", tostring(aerr))
 say("   kind %s, errcode %s, retryable %s", aerr.kind, tostring(aerr.errcode), tostring(aerr.retryable))
 
-say("9. Delete the calendar")
+say("10. The same from the command line: bin/wecom, for operators and scripts")
+do
+  -- each command is a process of its own, with the credentials in its environment
+  local script = arg and arg[0] or "examples/demo.lua"
+  local bin = (script:match("^(.*)/[^/]*$") or ".") .. "/../bin/wecom"
+  local interpreter = arg and arg[-1] or "lua"
+  local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+  local env = ("WECOM_BASE_URL=%s WECOM_CORPID=%s WECOM_CORPSECRET=%s"):format(q(base_url),
+    q(os.getenv("WECOM_CORPID") or "wwemulator"), q(os.getenv("WECOM_CORPSECRET") or "emulator-secret"))
+  local function wecom_cli(args)
+    say("   $ wecom %s", args)
+    local p = assert(io.popen(("env %s %s %s %s 2>&1; echo \"exit status $?\""):format(env, q(interpreter), q(bin), args)))
+    for line in p:lines() do say("     %s", line) end
+    p:close()
+  end
+  wecom_cli("calendar get " .. cal_id)
+  wecom_cli("calendar share " .. cal_id .. " userid5:rw")
+  wecom_cli(("schedule list %s --offset %d"):format(cal_id, total))
+  wecom_cli(("occurrences %s --from 2026-11-23 --to 2026-12-13"):format(weekly.schedule_id))
+  wecom_cli(("export %s -o %s"):format(cal_id, q(ics_path)))
+  wecom_cli("--json calendar get wcNoSuchCalendar")
+end
+
+say("11. Delete the calendar")
 check(client:calendar_del{ cal_id = cal_id })
 local _, gone = client:calendar_get{ cal_id_list = { cal_id } }
 say("   deleted; reading it now gives: %s", tostring(gone))

@@ -23,7 +23,7 @@ function M.init()
   })
 end
 
--- The same client for the other handlers (wecom_callback.lua).
+-- The same client for the other handlers (wecom_callback.lua, ical_feed.lua).
 function M.client() return client end
 
 local function reply(status, body)

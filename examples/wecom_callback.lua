@@ -68,6 +68,8 @@ local function on_event(msg)
   }
   local ok, err = reread(msg, change)
   if not ok then return nil, err end -- answered 500: WeCom delivers it again
+  -- the calendar's iCalendar feed (ical_feed.lua) is stale now
+  if msg.CalId then require("ical_feed").drop(msg.CalId) end
   local feed = ngx.shared.wecom_changes
   change.id = feed:incr("count", 1, 0)
   feed:set("change:" .. change.id, cjson.encode(change))

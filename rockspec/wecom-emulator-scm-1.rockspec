@@ -38,7 +38,6 @@ build = {
       ["wecom.emulator.check"] = "emulator/wecom/emulator/check.lua",
       ["wecom.emulator.json"] = "emulator/wecom/emulator/json.lua",
       ["wecom.emulator.launcher"] = "emulator/wecom/emulator/launcher.lua",
-      ["wecom.emulator.recurrence"] = "emulator/wecom/emulator/recurrence.lua",
       ["wecom.emulator.schedule"] = "emulator/wecom/emulator/schedule.lua",
       ["wecom.emulator.server"] = "emulator/wecom/emulator/server.lua",
       ["wecom.emulator.state"] = "emulator/wecom/emulator/state.lua",

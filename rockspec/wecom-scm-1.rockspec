@@ -13,7 +13,7 @@ description = {
 A client of the WeCom calendar and schedule server API for Lua scripts and
 OpenResty: a C core validates and encodes requests by the endpoint schemas
 and talks HTTPS through libcurl; Lua helpers cache tokens, retry, page and
-share. The local emulator of the API for tests is its own rock,
+share; the `wecom` command does the same for operators and scripts. The local emulator of the API for tests is its own rock,
 wecom-emulator, so production trees carry no test server.
 ]],
   license = "MIT",
@@ -23,6 +23,7 @@ wecom-emulator, so production trees carry no test server.
 dependencies = {
   "lua >= 5.1",
   "lua-cjson >= 2.1",
+  "argparse >= 0.6", -- the wecom command (Debian: lua-argparse)
 }
 
 external_dependencies = {
@@ -39,12 +40,23 @@ build = {
     ["wecom.bulk"] = "lua/wecom/bulk.lua",
     ["wecom.cache.memory"] = "lua/wecom/cache/memory.lua",
     ["wecom.callback"] = "lua/wecom/callback.lua",
+    ["wecom.cli"] = "lua/wecom/cli/init.lua",
+    ["wecom.cli.calendar"] = "lua/wecom/cli/calendar.lua",
+    ["wecom.cli.context"] = "lua/wecom/cli/context.lua",
+    ["wecom.cli.export"] = "lua/wecom/cli/export.lua",
+    ["wecom.cli.mirror"] = "lua/wecom/cli/mirror.lua",
+    ["wecom.cli.occurrences"] = "lua/wecom/cli/occurrences.lua",
+    ["wecom.cli.output"] = "lua/wecom/cli/output.lua",
+    ["wecom.cli.schedule"] = "lua/wecom/cli/schedule.lua",
     ["wecom.client"] = "lua/wecom/client.lua",
     ["wecom.compat"] = "lua/wecom/compat.lua",
     ["wecom.errors"] = "lua/wecom/errors.lua",
+    ["wecom.export"] = "lua/wecom/export.lua",
+    ["wecom.ical"] = "lua/wecom/ical.lua",
     ["wecom.options"] = "lua/wecom/options.lua",
     ["wecom.paging"] = "lua/wecom/paging.lua",
     ["wecom.patch"] = "lua/wecom/patch.lua",
+    ["wecom.recurrence"] = "lua/wecom/recurrence.lua",
     ["wecom.reply"] = "lua/wecom/reply.lua",
     ["wecom.request"] = "lua/wecom/request.lua",
     ["wecom.schema"] = "lua/wecom/schema.lua",
@@ -66,6 +78,9 @@ build = {
       incdirs = { "$(CURL_INCDIR)", "$(CRYPTO_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)", "$(CRYPTO_LIBDIR)" },
     },
+  },
+  install = {
+    bin = { wecom = "bin/wecom" },
   },
 }
 

@@ -5,7 +5,6 @@ local emulator = require("support.emulator")
 local memory_cache = require("wecom.cache.memory")
 local token = require("wecom.token")
 local wecom = require("wecom")
-local session = require("support.session")
 
 local SEED_ADD = {
   calendar = {
@@ -277,11 +276,7 @@ describe("client", function()
       -- obtain a real token through a token function that records it
       local seen
       local recorder = emu:client{ corpid = false, corpsecret = false, token_cache = false, token = function()
-        local s = session()
-        local _, body = s:request("GET", ("%s/cgi-bin/gettoken?corpid=%s&corpsecret=%s"):format(
-          emu.base_url, emu.corpid, emu.corpsecret))
-        s:close()
-        seen = require("cjson").decode(body).access_token
+        seen = emu:issue_token()
         return seen, 7200
       end }
       assert(recorder:calendar_get{ cal_id_list = { cal_id } })
@@ -299,11 +294,7 @@ describe("client", function()
       local client = emu:client{ corpid = false, corpsecret = false, token_cache = false, token = function(bad)
         calls = calls + 1
         rejected[#rejected + 1] = bad or "none"
-        local s = session()
-        local _, body = s:request("GET", ("%s/cgi-bin/gettoken?corpid=%s&corpsecret=%s"):format(
-          emu.base_url, emu.corpid, emu.corpsecret))
-        s:close()
-        return require("cjson").decode(body).access_token, 7200
+        return emu:issue_token(), 7200
       end }
       local cal_id = new_calendar(client)
       assert(client:calendar_get{ cal_id_list = { cal_id } })
@@ -497,11 +488,7 @@ describe("client", function()
       local client = emu:client{ corpsecret = secret, max_retries = 1 }
       local cal_id = new_calendar(client)
       -- find the token the emulator issued
-      local s = session()
-      local _, body = s:request("GET", ("%s/cgi-bin/gettoken?corpid=%s&corpsecret=%s"):format(
-        emu.base_url, emu.corpid, secret))
-      s:close()
-      local issued = require("cjson").decode(body).access_token
+      local issued = emu:issue_token(secret)
       local tokens_cache = memory_cache.new()
       tokens_cache:set(token.cache_key(emu.base_url, emu.corpid, secret), issued, 3600)
       local c2 = emu:client{ corpsecret = secret, token_cache = tokens_cache, max_retries = 1 }

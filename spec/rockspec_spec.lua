@@ -1,7 +1,7 @@
 -- `luarocks make --deps-mode=none` of our two rockspecs, for the Lua running
 -- this spec, into a temporary tree: the library rock alone carries no test
 -- server; with the emulator rock beside it, the installed emulator starts
--- and the installed library (no checkout paths) talks to it.
+-- and the installed library and `wecom` command (no checkout paths) talk to it.
 local shell = require("support.shell")
 
 local sh, q = shell.run, shell.quote
@@ -61,10 +61,11 @@ describe("rockspec", function()
     assert.is_nil(library:find('"emulator/', 1, true))
   end)
 
-  it("installs the library rock, without the emulator", function()
+  it("installs the library rock, with the wecom command and without the emulator", function()
     local rc, out = make("rockspec/wecom-scm-1.rockspec")
     assert.equal(0, rc, out)
     assert.truthy(out:find("wecom scm-1 is now installed", 1, true), out)
+    assert.truthy(read(tree .. "/bin/wecom"):find("wecom/scm-1/bin/wecom", 1, true))
     local _, found = sh(("find %s -path '*emulator*'"):format(q(tree)))
     assert.equal("", found)
   end)
@@ -97,6 +98,35 @@ describe("rockspec", function()
     rc, out = sh(("cd %s && %s %s %s"):format(q(tmp), env, interpreter, q(script)))
     assert.equal(0, rc, out)
     assert.truthy(out:find("installed ok: from the rock", 1, true), out)
+
+    -- the installed command, as a new user runs it: the wrapper luarocks put in the tree's bin/
+    -- (for LuaJIT, whose rocks luarocks builds as 5.1's, the installed script under luajit)
+    local wecom = jit and ("%s %s/lib/luarocks/rocks-%s/wecom/scm-1/bin/wecom"):format(interpreter, q(tree), version)
+      or q(tree .. "/bin/wecom")
+    local function run(args)
+      local env_vars = ("WECOM_BASE_URL=%s WECOM_CORPID=%s WECOM_CORPSECRET=%s"):format(vars.WECOM_BASE_URL,
+        vars.WECOM_CORPID, vars.WECOM_CORPSECRET)
+      return sh(("cd %s && %s %s %s %s"):format(q(tmp), env, env_vars, wecom, args))
+    end
+    rc, out = run("--help")
+    assert.equal(0, rc, out)
+    assert.truthy(out:find("Usage: wecom [-h] [--json]", 1, true), out)
+    rc, out = run("calendar add --summary 'from the command' --color '#00AA00' --share zhangsan:rw")
+    assert.equal(0, rc, out)
+    local cal_id = out:match("^(%S+)\n$")
+    assert.truthy(cal_id, out)
+    rc, out = run("calendar get " .. cal_id)
+    assert.equal(0, rc, out)
+    assert.truthy(out:find("shares       1: zhangsan (read-write)", 1, true), out)
+    rc, out = run("--json schedule list " .. cal_id)
+    assert.equal(0, rc, out)
+    assert.equal(0, require("cjson").decode(out).schedules)
+    rc, out = run(("export %s -o %s"):format(cal_id, q(tmp .. "/cal.ics")))
+    assert.equal(0, rc, out)
+    assert.truthy(read(tmp .. "/cal.ics"):find("^BEGIN:VCALENDAR\r\n"))
+    rc, out = run("calendar get wcNoSuchCalendar")
+    assert.equal(1, rc, out)
+    assert.truthy(out:find("wecom: oa/calendar/get: WeCom error 90457", 1, true), out)
 
     rc, out = emulator_script("stop", tmp .. "/emu")
     assert.equal(0, rc, out)

@@ -5,6 +5,7 @@
 local cjson = require("cjson")
 local cli = require("wecom.sync.cli")
 local emulator = require("support.emulator")
+local shell = require("support.shell")
 local support = require("support.mirror")
 
 local function stream()
@@ -121,6 +122,54 @@ describe("wecom mirror", function()
     local failed, _, err = run{ "--db", db(), cal }
     assert.equal(1, failed)
     assert.truthy(err:text():find("90459", 1, true), err:text())
+  end)
+
+  describe("through bin/wecom", function()
+    -- `wecom args` as a user runs it, against the emulator: status, stdout, stderr.
+    local function wecom(args)
+      local out, err = os.tmpname(), os.tmpname()
+      local env = shell.lua_env(package.path, package.cpath):gsub("^env ", "")
+      local rc = shell.run(("env -u WECOM_ACCESS_TOKEN %s WECOM_BASE_URL=%s WECOM_CORPID=%s WECOM_CORPSECRET=%s %s"
+        .. " bin/wecom %s >%s 2>%s"):format(env, shell.quote(emu.base_url), shell.quote(emu.corpid),
+        shell.quote(emu.corpsecret), shell.quote(shell.lua), args, shell.quote(out), shell.quote(err)))
+      local function read(path)
+        local f = assert(io.open(path))
+        local text = f:read("*a")
+        f:close()
+        os.remove(path)
+        return text
+      end
+      return rc, read(out), read(err)
+    end
+
+    it("runs wecom mirror: text, --json, and bad usage with status 2", function()
+      local cal = calendar()
+      emu:seed(cal, 12)
+      local rc, out, err = wecom(("mirror --db %s %s"):format(shell.quote(db()), cal))
+      assert.equal(0, rc, err)
+      assert.equal(12, select(2, out:gsub("\nadded\t", "\n")) + (out:find("^added\t") and 1 or 0))
+      assert.truthy(err:find("wecom mirror: 1 followed, 12 changes pulled, 0 reconciled", 1, true), err)
+      assert(client:schedule_update{ schedule = { schedule_id = out:match("^added\t%S+\t(%S+)"), start_time = 1700000000,
+        end_time = 1700001800, summary = "renamed" } })
+      rc, out = wecom(("--json mirror --db=%s"):format(shell.quote(db())))
+      assert.equal(0, rc)
+      local doc = cjson.decode(out)
+      assert.equal(1, #doc.changes)
+      assert.equal("changed", doc.changes[1].kind)
+      assert.equal("reconcile", doc.changes[1].source)
+      assert.equal("renamed", doc.changes[1].schedule.summary)
+      assert.equal(0, doc.pulled)
+      assert.equal(1, doc.reconciled)
+      rc, out, err = wecom(("--json mirror --db %s"):format(shell.quote(dir .. "/empty.db")))
+      assert.equal(2, rc)
+      assert.truthy(err:find("no calendar is followed", 1, true), err)
+      assert.truthy(err:find("Usage: wecom mirror", 1, true), err)
+      assert.equal("usage", cjson.decode(out).error.kind)
+      assert.is_nil((out .. err):find(emu.corpsecret, 1, true))
+      rc, out = wecom("mirror --help")
+      assert.equal(0, rc)
+      assert.truthy(out:find("--no-reconcile", 1, true))
+    end)
   end)
 
   it("refuses bad usage with status 2 and the usage, and a store it can't open with 1", function()

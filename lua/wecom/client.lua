@@ -138,9 +138,9 @@ function Client:call_many(method, bodies, opts)
   return results
 end
 
--- The Lua helpers (paging, bulk reads, patches, sharing) use only the
--- public methods above.
-for _, module in ipairs{ "wecom.paging", "wecom.bulk", "wecom.patch" } do
+-- The Lua helpers (paging, bulk reads, patches, sharing, iCalendar export)
+-- use only the public methods above.
+for _, module in ipairs{ "wecom.paging", "wecom.bulk", "wecom.patch", "wecom.export" } do
   for name, fn in pairs(require(module).methods) do
     Client[name] = function(self, ...)
       state(self, name)

@@ -220,6 +220,14 @@ function M.decode(endpoint, detail, status, idempotent, secrets)
   }
 end
 
+-- A write callback that failed (export_ical's write, ical.writer's).
+function M.write(endpoint, detail)
+  return new{
+    kind = "write", endpoint = endpoint, retryable = false,
+    message = prefix(endpoint, "write failed: " .. clean(tostring(detail), M.TEXT)),
+  }
+end
+
 -- errmsg is kept as WeCom sent it (but without secrets, and at most TEXT
 -- bytes); the message shows it printable.
 function M.api(endpoint, errcode, errmsg, status, secrets)

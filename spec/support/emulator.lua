@@ -50,6 +50,15 @@ function Emu:control(name, body, method)
   return cjson.decode(reply)
 end
 
+-- A real access token, fetched from the emulator's gettoken (with
+-- `secret`, default the emulator's own).
+function Emu:issue_token(secret)
+  local status, reply = self.http:request("GET", ("%s/cgi-bin/gettoken?corpid=%s&corpsecret=%s"):format(
+    self.base_url, self.corpid, secret or self.corpsecret))
+  assert(status == 200, "gettoken: " .. tostring(reply))
+  return (assert(cjson.decode(reply).access_token, reply))
+end
+
 function Emu:reset()
   return self:control("reset", { corpid = self.corpid, corpsecret = self.corpsecret })
 end
@@ -108,6 +117,16 @@ function Emu.accepted(_, client, method, body)
   local res, err = client[method](client, body)
   luassert.is_nil(err)
   return res
+end
+
+-- A fresh start for a test: forgets everything, then makes a client and a
+-- calendar (the calendar table of calendar_add). Returns both.
+function Emu:fresh(calendar)
+  self:reset()
+  local client = self:client()
+  local res, err = client:calendar_add{ calendar = calendar }
+  assert(res, tostring(err))
+  return client, res.cal_id
 end
 
 -- A client of this emulator with fast retries and its own token cache, so

@@ -5,7 +5,7 @@
 local calendar = require("wecom.emulator.calendar")
 local check = require("wecom.emulator.check")
 local json = require("wecom.emulator.json")
-local recurrence = require("wecom.emulator.recurrence")
+local recurrence = require("wecom.recurrence") -- the library's engine: one set of rules
 local state = require("wecom.emulator.state")
 
 local absent = check.absent

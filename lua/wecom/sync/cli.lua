@@ -1,10 +1,11 @@
--- `wecom mirror`: the command line's mirror (DESIGN.md "The command line",
--- "Keeping a mirror"). The `wecom` command parses its global options and
--- makes the client; this module does the rest:
+-- `wecom mirror`: the work of the command (DESIGN.md "The command line",
+-- "Keeping a mirror"). bin/wecom runs it through lua/wecom/cli/mirror.lua
+-- (M.mirror, with the command's own client, output and errors); anything
+-- else can run it alone:
 --
 --   local cli = require("wecom.sync.cli")
 --   local opts, why = cli.parse(argv_after_the_word_mirror)   -- nil, why: exit 2 with cli.USAGE
---   opts.client, opts.json = client, global_json
+--   opts.client, opts.json = client, json
 --   os.exit(cli.run(opts))   -- 0 done, 1 a call or the store failed, 2 bad usage
 --
 -- A run follows the calendars named (the file remembers them), then pulls
@@ -123,37 +124,35 @@ local function json_printer(out, db)
   }
 end
 
--- opts: client (a wecom client), db, cal_ids, reconcile (default true),
--- json, stdout, stderr (anything with write; default io.stdout/io.stderr).
--- Returns the exit status.
-function M.run(opts)
+local Usage = { __tostring = function(e) return e.message end }
+
+-- A usage error as the `wecom` command's dispatcher reads them (kind
+-- "usage": exit 2, with the usage).
+local function usage_error(text) return setmetatable({ kind = "usage", message = text }, Usage) end
+
+-- The work of a run. opts: client (a wecom client), db, cal_ids, reconcile
+-- (default true), json, stdout, stderr (anything with write, which returns
+-- a true value or nil, err). true | nil, err: err.kind "usage" for bad
+-- arguments (nothing was done), else the failure (with --json, the
+-- document on stdout ends with it).
+function M.mirror(opts)
   local out, errout = opts.stdout or io.stdout, opts.stderr or io.stderr
-  if opts.help then
-    out:write(M.USAGE)
-    return 0
-  end
-  local function usage(why)
-    errout:write("wecom mirror: ", why, "\n", M.USAGE)
-    return 2
-  end
   local db = opts.db or M.DEFAULT_DB
-  if type(db) ~= "string" or db == "" then return usage("--db: expected a file name") end
+  if type(db) ~= "string" or db == "" then return nil, usage_error("--db: expected a file name") end
   for _, id in ipairs(opts.cal_ids or {}) do
-    if type(id) ~= "string" or #id == 0 or #id > 64 then return usage("CAL_ID: expected 1..64 bytes, got " .. #tostring(id)) end
+    if type(id) ~= "string" or #id == 0 or #id > 64 then
+      return nil, usage_error("CAL_ID: expected 1..64 bytes, got " .. #tostring(id))
+    end
   end
   local store, err = sync.sqlite(db)
-  if not store then
-    errout:write("wecom mirror: ", tostring(err), "\n")
-    return 1
-  end
+  if not store then return nil, err end
   local printer = opts.json and json_printer(out, db) or text_printer(out)
   local mirror = assert(sync.new{ client = opts.client, store = store, on_change = printer.change })
   local counts = {}
   local function failed(e)
-    errout:write("wecom mirror: ", tostring(e), "\n")
     printer.finish(counts, e)
     store:close()
-    return 1
+    return nil, e
   end
   for _, id in ipairs(opts.cal_ids or {}) do
     local ok, ferr = mirror:follow(id)
@@ -164,7 +163,7 @@ function M.run(opts)
   if not followed then return failed(err) end
   if #followed == 0 then
     store:close()
-    return usage("no calendar is followed in " .. db .. ": name one (CAL_ID)")
+    return nil, usage_error("no calendar is followed in " .. db .. ": name one (CAL_ID)")
   end
   counts.pulled, err = mirror:pull()
   if not counts.pulled then
@@ -184,7 +183,25 @@ function M.run(opts)
     errout:write(("wecom mirror: %d followed, %d changes pulled, %d reconciled (%s)\n"):format(#followed,
       counts.pulled, counts.reconciled or 0, db))
   end
-  return 0
+  return true
+end
+
+-- M.mirror's opts, plus help; prints what went wrong on stderr and
+-- returns the exit status: 0 done, 1 failed, 2 bad usage.
+function M.run(opts)
+  local out, errout = opts.stdout or io.stdout, opts.stderr or io.stderr
+  if opts.help then
+    out:write(M.USAGE)
+    return 0
+  end
+  local ok, err = M.mirror(opts)
+  if ok then return 0 end
+  errout:write("wecom mirror: ", tostring(err), "\n")
+  if getmetatable(err) == Usage then
+    errout:write(M.USAGE)
+    return 2
+  end
+  return 1
 end
 
 return M
