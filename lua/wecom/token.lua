@@ -151,20 +151,20 @@ local function cached(self)
 end
 
 -- Removes a key: delete(key) where the cache has it, else set(key, nil).
-local function drop(self, key)
-  if self.has.delete then
-    cache_call(self.cache, "delete", key)
+local function drop(cache, has, key)
+  if has.delete then
+    cache_call(cache, "delete", key)
   else
-    cache_call(self.cache, "set", key, nil)
+    cache_call(cache, "set", key, nil)
   end
 end
 
 -- Removes a key only if it still holds `value`.
-local function drop_if(self, key, value)
-  if self.has.compare_and_delete then
-    cache_call(self.cache, "compare_and_delete", key, value)
-  elseif cache_call(self.cache, "get", key) == value then
-    drop(self, key)
+local function drop_if(cache, has, key, value)
+  if has.compare_and_delete then
+    cache_call(cache, "compare_and_delete", key, value)
+  elseif cache_call(cache, "get", key) == value then
+    drop(cache, has, key)
   end
 end
 
@@ -223,7 +223,8 @@ end
 -- waiter whose sleep can't let the holder run (the holder is a coroutine of
 -- this Lua state, and the sleep blocks the whole state) does not wait: it
 -- fetches on its own; so does a caller whose cache fails to answer add (a
--- Redis that is down).
+-- Redis that is down), with this Lua state's own lock where the token is
+-- kept here too, so its coroutines still share one fetch.
 function Corp:get()
   local token = self.copies and copied(self)
   if token then return token end
@@ -232,16 +233,27 @@ function Corp:get()
   local failure = remembered_failure(self)
   if failure then return nil, failure end
   if not self.can_lock then return self:fetch_and_store(nil) end
+  return self:locked_fetch(self.cache, self.has)
+end
+
+local DEFAULT_HAS = capabilities(default_cache)
+
+-- The fetch under a lock in `cache` (whose capabilities are `has`).
+function Corp:locked_fetch(cache, has)
   local me, co = lock_owner(), current_coroutine()
   local deadline = core.monotime() + self.fetch_ttl
+  local token, failure
   while true do
-    local took, _, broken = cache_call(self.cache, "add", self.lock_key, me, self.attempt_ttl)
+    local took, _, broken = cache_call(cache, "add", self.lock_key, me, self.attempt_ttl)
     if added(took) then break end
-    if broken then return self:fetch_and_store(nil) end
+    if broken then
+      if self.copies and cache ~= default_cache then return self:locked_fetch(default_cache, DEFAULT_HAS) end
+      return self:fetch_and_store(nil)
+    end
     local holder = holders[self.lock_key]
     if holder ~= nil and holder ~= co and not self.can_wait() then return self:fetch_and_store(nil) end
     ypcall(self.sleep, M.LOCK_POLL)
-    token = cached(self)
+    token = (self.copies and copied(self)) or cached(self)
     if token then return token end
     failure = remembered_failure(self)
     if failure then return nil, failure end
@@ -250,20 +262,20 @@ function Corp:get()
     end
   end
   holders[self.lock_key] = co
-  local cache, lock_key, ttl = self.cache, self.lock_key, self.attempt_ttl
+  local lock_key, ttl = self.lock_key, self.attempt_ttl
   local function renew()
-    if self.has.compare_and_expire then
+    if has.compare_and_expire then
       cache_call(cache, "compare_and_expire", lock_key, me, ttl)
     elseif cache_call(cache, "get", lock_key) == me then
       cache_call(cache, "set", lock_key, me, ttl)
     end
   end
   local err
-  token = cached(self) -- another caller may have finished just before
+  token = (self.copies and copied(self)) or cached(self) -- another caller may have finished just before
   if not token then token, err = self:fetch_and_store(renew) end
   holders[lock_key] = nil
   -- the lock is released only if it is still ours, not a successor's
-  drop_if(self, lock_key, me)
+  drop_if(cache, has, lock_key, me)
   if not token then return nil, err end
   return token
 end
@@ -276,7 +288,7 @@ function Corp:invalidate(token)
     local c = self.copies[self.key]
     if c and c.token == token then self.copies[self.key] = nil end
   end
-  drop_if(self, self.key, token)
+  drop_if(self.cache, self.has, self.key, token)
   return true
 end
 

@@ -167,6 +167,8 @@ function M.new(opts)
     where = connect and "your connect function" or ("%s:%d db %d"):format(host, port, db),
     counters = { commands = 0, failures = 0, outages = 0, skipped = 0 },
   }, Cache)
+  -- whole numbers as integers: Lua 5.4 would send 6379.0
+  if math.tointeger then port, db = math.tointeger(port), math.tointeger(db) end
   local p = { connect = connect, host = host, port = port, db = db, password = opts.password,
     username = opts.username }
   if not connect then
