@@ -74,6 +74,10 @@ http {
   server {
     listen 127.0.0.1:%d reuseport;
     location / { content_by_lua_block { require("support.redis_app").handle() } }
+    location = /phase {
+      set_by_lua_block $probe { return require("support.redis_app").probe() }
+      content_by_lua_block { require("support.redis_app").handle() }
+    }
   }
 }
 ]]):format(launcher.http_common(dir, root .. "/spec/?.lua;" .. M.resty_path(layout)), root, literal(conf), port)

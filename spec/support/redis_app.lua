@@ -8,6 +8,7 @@
 --                       threads of its timer) for round R
 --   GET /results?n=R    what each worker's calls of round R gave: {pid = {...}}
 --   GET /status         this worker's cache:status()
+--   GET /phase          what cache:get answers in set_by_lua (no cosockets)
 local cjson = require("cjson")
 local wecom = require("wecom")
 
@@ -63,6 +64,12 @@ function M.init_worker()
   assert(ngx.timer.at(0, watch))
 end
 
+-- From set_by_lua: the cache asked where nginx has no cosockets.
+function M.probe()
+  local res, err = cache:get("probe")
+  return cjson.encode{ res = res, err = err, status = cache:status() }
+end
+
 function M.handle()
   local args = ngx.req.get_uri_args()
   local uri = ngx.var.uri
@@ -82,6 +89,8 @@ function M.handle()
     for _, key in ipairs(stats():get_keys(0)) do
       if key:sub(1, #prefix) == prefix then out[key:sub(#prefix + 1)] = cjson.decode(stats():get(key)) end
     end
+  elseif uri == "/phase" then
+    out = cjson.decode(ngx.var.probe)
   elseif uri == "/status" then
     out = cache:status()
     out.pid = ngx.worker.pid()

@@ -59,6 +59,13 @@ local function invalid(field, text) return nil, errors.validation("wecom.cache.r
 
 local function ngx_global() return rawget(_G, "ngx") end
 
+-- The nginx phase this code runs in, or nil outside nginx.
+local function nginx_phase()
+  local ngx = ngx_global()
+  if type(ngx) == "table" and type(ngx.get_phase) == "function" then return ngx.get_phase() end
+  return nil
+end
+
 -- Whether this code runs in an nginx phase with cosockets (the same test
 -- as the HTTP transport's).
 local function in_cosocket_phase()
@@ -174,7 +181,7 @@ function M.new(opts)
   if not connect then
     -- the client library of where this runs, found now: a missing one is
     -- a setup error to show at once, not a failure on every call
-    if type(ngx_global()) == "table" then
+    if nginx_phase() then
       local mod, why = resty_redis()
       if not mod then
         return invalid("connect", "in nginx this needs lua-resty-redis (resty.redis, or Debian's lua-nginx-redis "
@@ -287,6 +294,11 @@ end
 -- nginx's pool afterwards), or nil, err, skipped (true: nothing was tried).
 local function acquire(self, p)
   local cosockets = in_cosocket_phase()
+  if not cosockets and nginx_phase() then
+    -- init_by_lua, init_worker, set_by_lua, log...: nothing can talk to
+    -- Redis there without blocking the worker
+    return nil, "no cosockets in nginx's " .. tostring(nginx_phase()) .. " phase", true
+  end
   if not cosockets and p.kept then return p.kept, false end
   local client, err
   if p.connect then
@@ -298,10 +310,6 @@ local function acquire(self, p)
     end
   elseif cosockets then
     client, err = connect_cosocket(self, p)
-  elseif type(ngx_global()) == "table" then
-    -- init_by_lua, init_worker, set_by_lua, log...: nothing can talk to
-    -- Redis there without blocking the worker
-    return nil, "no cosockets in nginx's " .. tostring(ngx_global().get_phase()) .. " phase", true
   else
     client, err = connect_socket(self, p)
   end
@@ -375,6 +383,7 @@ local function run(self, op, ...)
     log("WARN", "wecom redis cache: ", self.where, " is back: tokens are shared again")
   end
   self.up, self.down_until = true, nil
+  if detail == nil then return res end
   return res, detail
 end
 
