@@ -98,7 +98,7 @@ describe("many hosts sharing tokens through Redis", function()
 
   local function all_ok(calls)
     for _, c in ipairs(calls) do
-      assert(c.ok, ("%s pid %s: %s"):format(c.who, tostring(c.pid), cjson.encode(c.err or {})))
+      assert(c.ok, ("%s pid %s: %s"):format(tostring(c.who), tostring(c.pid), cjson.encode(c.err or {})))
     end
   end
 

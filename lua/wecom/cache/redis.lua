@@ -411,16 +411,24 @@ end
 
 local function bad(what) return nil, ("wecom.cache.redis: %s"):format(what) end
 
+-- A method's arguments, checked before anything is sent: the key under
+-- the prefix, the value as sent, and the ttl in milliseconds (nil: none).
+-- `needs`: "value", "ttl" (a positive one), both, or neither.
+local function arguments(self, key, value, ttl, needs)
+  local k = key_of(self, key)
+  if not k then return bad("key: expected a non-empty string") end
+  local v, ms = value_of(value), px(ttl)
+  if needs.value and not v then return bad("value: expected a string or a number") end
+  if ms == false or (needs.ttl and not ms) then return bad("ttl: expected a positive number of seconds") end
+  return k, v, ms
+end
+
+local KEY, VALUE, VALUE_TTL = {}, { value = true }, { value = true, ttl = true }
+
 local function op_get(self, client, key)
   local res, err, broke = command(self, client, "get", key)
   if broke then return nil, err, true end
   return value_of(res)
-end
-
-function Cache:get(key)
-  local k = key_of(self, key)
-  if not k then return bad("key: expected a non-empty string") end
-  return run(self, op_get, k)
 end
 
 local function op_set(self, client, key, value, ms, nx)
@@ -441,33 +449,6 @@ local function op_delete(self, client, key)
   return true
 end
 
-local function write(self, key, value, ttl, nx)
-  local k = key_of(self, key)
-  if not k then return bad("key: expected a non-empty string") end
-  if value == nil and not nx then return run(self, op_delete, k) end
-  local v = value_of(value)
-  if not v then return bad("value: expected a string or a number") end
-  local ms = px(ttl)
-  if ms == false then return bad("ttl: expected a number of seconds") end
-  return run(self, op_set, k, v, ms, nx)
-end
-
--- ttl in seconds; nil or 0 keeps the value until it is replaced; a nil
--- value deletes the key.
-function Cache:set(key, value, ttl) return write(self, key, value, ttl, false) end
-
--- Sets only if the key is absent: the lock of one fetch at a time.
-function Cache:add(key, value, ttl)
-  if value == nil then return bad("value: expected a string or a number") end
-  return write(self, key, value, ttl, true)
-end
-
-function Cache:delete(key)
-  local k = key_of(self, key)
-  if not k then return bad("key: expected a non-empty string") end
-  return run(self, op_delete, k)
-end
-
 local function op_get_ttl(self, client, key)
   local res, err, broke = command(self, client, "eval", GET_TTL, 1, key)
   if broke then return nil, err, true end
@@ -480,16 +461,35 @@ local function op_get_ttl(self, client, key)
   return value, ms / 1000
 end
 
--- The value and the seconds it has left (nil when it has no expiry).
-function Cache:get_ttl(key)
-  local k = key_of(self, key)
-  if not k then return bad("key: expected a non-empty string") end
-  return run(self, op_get_ttl, k)
+-- get(key) -> value | nil; delete(key) -> true; get_ttl(key) -> value,
+-- the seconds it has left (nil when it has no expiry) | nil
+for name, op in pairs{ get = op_get, delete = op_delete, get_ttl = op_get_ttl } do
+  Cache[name] = function(self, key)
+    local k, err = arguments(self, key, nil, nil, KEY)
+    if not k then return nil, err end
+    return run(self, op, k)
+  end
+end
+
+-- ttl in seconds; nil or 0 keeps the value until it is replaced; a nil
+-- value deletes the key.
+function Cache:set(key, value, ttl)
+  if value == nil then return self:delete(key) end
+  local k, v, ms = arguments(self, key, value, ttl, VALUE)
+  if not k then return nil, v end
+  return run(self, op_set, k, v, ms, false)
+end
+
+-- Sets only if the key is absent: the lock of one fetch at a time.
+function Cache:add(key, value, ttl)
+  local k, v, ms = arguments(self, key, value, ttl, VALUE)
+  if not k then return nil, v end
+  return run(self, op_set, k, v, ms, true)
 end
 
 local function op_compare(self, client, script, key, value, ms)
   local res, err, broke
-  if ms then
+  if ms then -- no trailing nil: a client may count its arguments with select("#")
     res, err, broke = command(self, client, "eval", script, 1, key, value, ms)
   else
     res, err, broke = command(self, client, "eval", script, 1, key, value)
@@ -498,20 +498,17 @@ local function op_compare(self, client, script, key, value, ms)
   return tonumber(res) == 1
 end
 
--- Deletes the key only if it still holds `value`.
+-- Deletes the key only if it still holds `value`: true if it did.
 function Cache:compare_and_delete(key, value)
-  local k, v = key_of(self, key), value_of(value)
-  if not k then return bad("key: expected a non-empty string") end
-  if not v then return bad("value: expected a string or a number") end
+  local k, v = arguments(self, key, value, nil, VALUE)
+  if not k then return nil, v end
   return run(self, op_compare, COMPARE_AND_DELETE, k, v)
 end
 
--- Gives the key a new ttl only if it still holds `value`.
+-- Gives the key a new ttl only if it still holds `value`: true if it did.
 function Cache:compare_and_expire(key, value, ttl)
-  local k, v, ms = key_of(self, key), value_of(value), px(ttl)
-  if not k then return bad("key: expected a non-empty string") end
-  if not v then return bad("value: expected a string or a number") end
-  if not ms then return bad("ttl: expected a positive number of seconds") end
+  local k, v, ms = arguments(self, key, value, ttl, VALUE_TTL)
+  if not k then return nil, v end
   return run(self, op_compare, COMPARE_AND_EXPIRE, k, v, ms)
 end
 
