@@ -405,6 +405,16 @@ describe("wecom.cache.redis", function()
       assert(ok, err)
     end)
 
+    it("lets the coroutines of a process share one fetch while Redis is down", function()
+      local scheduler = require("support.scheduler")
+      local client = emu:client{ token_cache = assert(rcache.new{ port = 1 }), transport = scheduler.yielding(),
+        sleep = function() coroutine.yield() end }
+      local add = function() return client:calendar_add{ calendar = { summary = "s", color = "#000000" } } end
+      local results = scheduler.run_all{ add, add, add }
+      for i = 1, 3 do assert.is_string(results[i][1].cal_id) end
+      assert.equal(1, emu:calls("gettoken"))
+    end)
+
     it("serves every call when Redis refuses the password", function()
       local a = emu:client{ token_cache = assert(rcache.new{ port = locked.port, password = "wrong" }) }
       local b = emu:client{ token_cache = assert(rcache.new{ port = locked.port, password = "wrong" }) }

@@ -170,12 +170,14 @@ end
 
 -- A configuration error of gettoken remembered here, or by another worker
 -- or process through the cache ("errcode errmsg"): the error, or nil.
-local function remembered_failure(self)
+-- local_only: what this Lua state remembers.
+local function remembered_failure(self, local_only)
   local failure = config_failures[self.key]
   if failure then
     if core.monotime() < failure.expires then return failure.err end
     config_failures[self.key] = nil
   end
+  if local_only then return nil end
   local shared = cache_call(self.cache, "get", self.fail_key)
   local code, msg
   if type(shared) == "string" then code, msg = shared:match("^(%-?%d+) (.*)$") end
@@ -238,8 +240,12 @@ end
 
 local DEFAULT_HAS = capabilities(default_cache)
 
--- The fetch under a lock in `cache` (whose capabilities are `has`).
+-- The fetch under a lock in `cache` (whose capabilities are `has`). With
+-- this state's own lock (the remote cache failed), waiters look only here:
+-- the holder keeps its token here too, and the remote cache, tried again
+-- after its cooldown, could make each of them wait its timeout once more.
 function Corp:locked_fetch(cache, has)
+  local alone = self.copies and cache == default_cache
   local me, co = lock_owner(), current_coroutine()
   local deadline = core.monotime() + self.fetch_ttl
   local token, failure
@@ -247,15 +253,15 @@ function Corp:locked_fetch(cache, has)
     local took, _, broken = cache_call(cache, "add", self.lock_key, me, self.attempt_ttl)
     if added(took) then break end
     if broken then
-      if self.copies and cache ~= default_cache then return self:locked_fetch(default_cache, DEFAULT_HAS) end
+      if self.copies and not alone then return self:locked_fetch(default_cache, DEFAULT_HAS) end
       return self:fetch_and_store(nil)
     end
     local holder = holders[self.lock_key]
     if holder ~= nil and holder ~= co and not self.can_wait() then return self:fetch_and_store(nil) end
     ypcall(self.sleep, M.LOCK_POLL)
-    token = (self.copies and copied(self)) or cached(self)
+    if alone then token = copied(self) else token = (self.copies and copied(self)) or cached(self) end
     if token then return token end
-    failure = remembered_failure(self)
+    failure = remembered_failure(self, alone)
     if failure then return nil, failure end
     if core.monotime() >= deadline then
       return nil, errors.transport("gettoken", "timeout", "waited too long for another caller's token fetch", true)
@@ -271,7 +277,8 @@ function Corp:locked_fetch(cache, has)
     end
   end
   local err
-  token = (self.copies and copied(self)) or cached(self) -- another caller may have finished just before
+  -- another caller may have finished just before
+  if alone then token = copied(self) else token = (self.copies and copied(self)) or cached(self) end
   if not token then token, err = self:fetch_and_store(renew) end
   holders[lock_key] = nil
   -- the lock is released only if it is still ours, not a successor's
