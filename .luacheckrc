@@ -6,6 +6,7 @@ files["emulator/**/*.lua"] = { globals = { "ngx" } }
 files["lua/wecom/transport/ngx.lua"] = { globals = { "ngx" } }
 -- code that runs inside nginx
 files["spec/support/ngx_app.lua"] = { std = "max", globals = { "ngx" } }
+files["spec/support/redis_app.lua"] = { std = "max", globals = { "ngx" } }
 files["examples/wecom_app.lua"] = { globals = { "ngx" } }
 files["examples/wecom_callback.lua"] = { globals = { "ngx" } }
 files["examples/wecom_mirror.lua"] = { globals = { "ngx" } }

@@ -38,9 +38,13 @@ PACKAGES = gcc libc6-dev make lua5.1 liblua5.1-0-dev lua5.4 liblua5.4-dev luajit
 PACKAGES += libical-dev python3-recurring-ical-events curl \
 	$(if $(shell command -v node 2>/dev/null),,nodejs) $(if $(shell command -v npm 2>/dev/null),,npm)
 
+# Many hosts (wecom.cache.redis): a real redis-server, redis-lua for plain
+# Lua, and lua-resty-redis for nginx (`make resty-redis`, below).
+PACKAGES += redis-server lua-redis
+
 EMULATOR_PORT ?= 18080
 
-.PHONY: all build deps checkers test test-one demo emulator emulator-stop lint clean check check-deps werror \
+.PHONY: all build deps checkers resty-redis test test-one demo emulator emulator-stop lint clean check check-deps werror \
 	cppcheck asan valgrind fuzz fuzz-build bench bench-setup bench-callback bench-ical bench-mirror profile
 
 all: build
@@ -82,8 +86,23 @@ spec/checkers/node_modules/.package-lock.json: spec/checkers/package.json spec/c
 	cd spec/checkers && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# lua-resty-redis for the nginx specs, from Debian's lua-nginx-redis: that
+# package depends on nginx-extras, so it is unpacked here instead of
+# installed (nginx-light stays). It holds nginx/redis.lua, Debian's name;
+# openresty/resty/redis.lua is the same file under OpenResty's.
+RESTY_REDIS = build/resty-redis
+resty-redis: $(RESTY_REDIS)/openresty/resty/redis.lua
+
+$(RESTY_REDIS)/openresty/resty/redis.lua:
+	@mkdir -p $(RESTY_REDIS)/openresty/resty
+	@cd $(RESTY_REDIS) && rm -f lua-nginx-redis_*.deb && { apt-get download lua-nginx-redis >/dev/null 2>&1 || \
+		{ [ "$$(id -u)" = 0 ] && apt-get update -q >/dev/null && apt-get download lua-nginx-redis >/dev/null 2>&1; }; } \
+		|| { echo "wecom: apt-get download lua-nginx-redis failed (as root it runs apt-get update first)"; exit 1; }
+	@dpkg-deb -x $(RESTY_REDIS)/lua-nginx-redis_*.deb $(RESTY_REDIS)
+	@cp $(RESTY_REDIS)/usr/share/lua/5.1/nginx/redis.lua $@
+
 # All Lua versions; the last line is the sum: "N passed, N failed".
-test: deps checkers
+test: deps checkers resty-redis
 	@rm -rf build/results && mkdir -p build/results; \
 	for l in $(LUAS); do \
 		$(MAKE) --no-print-directory test-one LUA=$$l || true; \
@@ -100,7 +119,7 @@ test: deps checkers
 
 # One Lua version: build the core for it (and for LuaJIT, which the nginx of
 # the OpenResty specs loads) and run busted under it.
-test-one: build checkers
+test-one: build checkers resty-redis
 	@$(MAKE) --no-print-directory build LUA=luajit >/dev/null
 	@echo "== busted under $(LUA)"
 	@env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 WECOM_TEST_SUMMARY=$(CURDIR)/build/results/$(LUA) \

@@ -5,7 +5,7 @@
 --   [{"id": 1, "event": "modify_schedule", "cal_id": ..., "schedule_id": ...,
 --     "from": "zhangsan", "create_time": 1700000000, "schedule": {...}}, ...]
 -- Each message is handled once across the workers (the seen store is a
--- shared dict). A handler that fails answers 500, and WeCom delivers the
+-- shared dict), or across hosts with WECOM_REDIS_HOST (Redis). A handler that fails answers 500, and WeCom delivers the
 -- message again later.
 local callback = require("wecom.callback")
 local cjson = require("cjson")
@@ -24,7 +24,8 @@ function M.init()
     token = os.getenv("WECOM_CALLBACK_TOKEN"),
     encoding_aes_key = os.getenv("WECOM_CALLBACK_AES_KEY"),
     receiveid = os.getenv("WECOM_CORPID"),
-    seen = ngx.shared.wecom_callbacks,
+    -- handled once by one host (Redis), or by one worker of this nginx
+    seen = require("wecom_app").redis() or ngx.shared.wecom_callbacks,
   }
   -- the rest of the example works without callbacks
   if not cb then not_configured = tostring(err) end

@@ -39,6 +39,7 @@ build = {
     ["wecom.args"] = "lua/wecom/args.lua",
     ["wecom.bulk"] = "lua/wecom/bulk.lua",
     ["wecom.cache.memory"] = "lua/wecom/cache/memory.lua",
+    ["wecom.cache.redis"] = "lua/wecom/cache/redis.lua",
     ["wecom.callback"] = "lua/wecom/callback.lua",
     ["wecom.cli"] = "lua/wecom/cli/init.lua",
     ["wecom.cli.calendar"] = "lua/wecom/cli/calendar.lua",

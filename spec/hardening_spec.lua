@@ -20,35 +20,9 @@ local function assert_no_piece(text, secret, context)
   end
 end
 
--- A tiny copas-like scheduler: the transport yields once per request,
--- so coroutines interleave inside calls.
--- `skip(i)` may leave a coroutine suspended forever (a holder that died).
-local function run_all(fns, skip)
-  local cos, results = {}, {}
-  for i, fn in ipairs(fns) do cos[i] = coroutine.create(fn) end
-  local live = #cos
-  local t0 = core.monotime()
-  while live > 0 do
-    live = 0
-    for i, co in ipairs(cos) do
-      if coroutine.status(co) ~= "dead" and not (skip and skip(i)) then
-        local ok, a, b = coroutine.resume(co)
-        assert(ok, a)
-        if coroutine.status(co) == "dead" then results[i] = { a, b } else live = live + 1 end
-      end
-    end
-    assert(core.monotime() - t0 < 20, "deadlocked")
-  end
-  return results, core.monotime() - t0
-end
-
-local function yielding()
-  local real = session()
-  return { request = function(_, method, url, body)
-    coroutine.yield()
-    return real:request(method, url, body)
-  end }
-end
+-- coroutines that interleave inside calls (a copas-like scheduler)
+local scheduler = require("support.scheduler")
+local run_all, yielding = scheduler.run_all, scheduler.yielding
 
 describe("hardening", function()
   local emu, nginx, http

@@ -2,11 +2,13 @@
 -- spec, in a process of its own (in a temporary directory) against the
 -- emulator. Two things are done for it, as the README says: wecom.new
 -- gets its connection options (base_url and the credentials) pointed at the
--- emulator, and the names the README's examples take as given (`client`,
+-- emulator (and wecom.cache.redis its 127.0.0.1:6379 at a redis-server this
+-- spec starts), and the names the README's examples take as given (`client`,
 -- `cal_id`, `schedule_id`, ...) are defined by spec/support/readme_prelude.lua.
 -- A block preceded by the line `<!-- readme: not run -->` (an nginx handler,
 -- a sketch) is skipped; so is anything that is not a ```lua block.
 local emulator = require("support.emulator")
+local redis = require("support.redis")
 local shell = require("support.shell")
 
 local sh, q = shell.run, shell.quote
@@ -50,11 +52,12 @@ local function write(path, s)
 end
 
 describe("README.md", function()
-  local emu, tmp, root
+  local emu, tmp, root, redis_server
   local blocks = lua_blocks(read("README.md"))
 
   setup(function()
     emu = emulator.start()
+    redis_server = redis.start()
     tmp = os.tmpname()
     os.remove(tmp)
     assert.equal(0, (sh("mkdir -p " .. q(tmp))))
@@ -63,6 +66,7 @@ describe("README.md", function()
 
   teardown(function()
     emu:stop()
+    if redis_server then redis_server:stop() end
     sh("rm -rf " .. q(tmp))
   end)
 
@@ -85,8 +89,8 @@ describe("README.md", function()
       :format(q(dir),
         q(("%s/lua/?.lua;%s/lua/?/init.lua;%s/emulator/?.lua;%s/spec/?.lua;;"):format(root, root, root, root)),
         q(("%s/build/%s/?.so;;"):format(root, build)),
-        ("WECOM_README_BASE_URL=%s WECOM_README_CORPID=%s WECOM_README_CORPSECRET=%s"):format(
-          q(emu.base_url), q(emu.corpid), q(emu.corpsecret)),
+        ("WECOM_README_BASE_URL=%s WECOM_README_CORPID=%s WECOM_README_CORPSECRET=%s WECOM_README_REDIS_PORT=%d")
+          :format(q(emu.base_url), q(emu.corpid), q(emu.corpsecret), redis_server.port),
         shell.lua, q('require("support.readme_prelude")')))
   end
 

@@ -39,14 +39,44 @@ function M.cache_key(base_url, corpid, secret)
   return ("wecom:token:%s:%s"):format(corpid, core.sha256(base_url .. "\n" .. corpid .. "\n" .. secret):sub(1, 32))
 end
 
--- Calls a method of a user-supplied cache; a failing cache counts as a miss.
+-- Calls a method of a user-supplied cache: its first two results, and
+-- whether the cache failed (it raised, or answered nothing with a reason
+-- other than "exists"). A failing cache counts as a miss.
 local function cache_call(cache, method, ...)
   local fn = cache[method]
   if fn == nil then return nil end
-  local ok, value = ypcall(fn, cache, ...)
-  if ok then return value end
-  return nil
+  local ok, value, detail = ypcall(fn, cache, ...)
+  if not ok then return nil, nil, true end
+  return value, detail, (not value) and detail ~= nil and detail ~= "exists"
 end
+
+-- What a cache can do beyond get and set. Each is used where present:
+--   add(key, value, ttl)               one fetch at a time (a lock)
+--   delete(key)                        else set(key, nil)
+--   compare_and_delete(key, value)     releasing the lock and dropping a
+--   compare_and_expire(key, value, ttl) rejected token, renewing the lock:
+--                                      atomically, else get and then act
+--   get_ttl(key) -> value, seconds left
+--       a remote cache (wecom.cache.redis): the token is also kept in this
+--       Lua state's memory until it expires or WeCom rejects it, so a call
+--       costs no round trip to the cache
+local CAPABILITIES = { "add", "delete", "compare_and_delete", "compare_and_expire", "get_ttl" }
+
+local function capabilities(cache)
+  local has = {}
+  for _, name in ipairs(CAPABILITIES) do
+    local ok, fn = pcall(function() return cache[name] end)
+    has[name] = ok and fn ~= nil
+  end
+  return has
+end
+
+-- The tokens this Lua state keeps from remote caches: cache -> key ->
+-- {token =, expires =} (monotonic seconds).
+local copies = setmetatable({}, { __mode = "k" })
+
+-- How long a copy of a token that has no expiry in the cache is kept.
+M.COPY_WITHOUT_TTL = 300
 
 ---------------------------------------------------------------------------
 local Corp = {}
@@ -71,14 +101,17 @@ local function current_coroutine() return coroutine.running() or MAIN end
 -- whole fetch takes, retries included (a waiter's patience).
 function M.corp(opts)
   local cache = opts.cache or default_cache
-  local ok, add = pcall(function() return cache.add end)
+  local has = capabilities(cache)
   local key = M.cache_key(opts.base_url, opts.corpid, opts.corpsecret)
+  if has.get_ttl and not copies[cache] then copies[cache] = {} end
   return setmetatable({
     key = key,
     lock_key = key .. ":lock",
     fail_key = key .. ":fail",
     cache = cache,
-    can_lock = ok and add ~= nil,
+    has = has,
+    copies = has.get_ttl and copies[cache] or nil,
+    can_lock = has.add,
     fetch = opts.fetch,
     sleep = opts.sleep or core.sleep,
     can_wait = opts.can_wait or function() return false end,
@@ -87,10 +120,29 @@ function M.corp(opts)
   }, Corp)
 end
 
+-- Keeps a copy of the token in this Lua state, where the cache is remote.
+local function keep(self, token, seconds)
+  if self.copies then
+    self.copies[self.key] = { token = token, expires = core.monotime() + math.min(seconds, MAX_EXPIRES_IN) }
+  end
+end
+
+local function copied(self)
+  local c = self.copies[self.key]
+  if not c then return nil end
+  if core.monotime() < c.expires then return c.token end
+  self.copies[self.key] = nil
+  return nil
+end
+
 local function cached(self)
-  local token
+  local token, left
   if self.cache == default_cache then
     token = default_cache:get(self.key) -- ours: it can't fail, no pcall needed
+  elseif self.copies then
+    token, left = cache_call(self.cache, "get_ttl", self.key)
+    if type(left) ~= "number" or left ~= left then left = M.COPY_WITHOUT_TTL end
+    if type(token) == "string" and token ~= "" and left > 0 then keep(self, token, left) end
   else
     token = cache_call(self.cache, "get", self.key)
   end
@@ -99,22 +151,33 @@ local function cached(self)
 end
 
 -- Removes a key: delete(key) where the cache has it, else set(key, nil).
-local function drop(cache, key)
-  if cache.delete then
+local function drop(cache, has, key)
+  if has.delete then
     cache_call(cache, "delete", key)
   else
     cache_call(cache, "set", key, nil)
   end
 end
 
+-- Removes a key only if it still holds `value`.
+local function drop_if(cache, has, key, value)
+  if has.compare_and_delete then
+    cache_call(cache, "compare_and_delete", key, value)
+  elseif cache_call(cache, "get", key) == value then
+    drop(cache, has, key)
+  end
+end
+
 -- A configuration error of gettoken remembered here, or by another worker
 -- or process through the cache ("errcode errmsg"): the error, or nil.
-local function remembered_failure(self)
+-- local_only: what this Lua state remembers.
+local function remembered_failure(self, local_only)
   local failure = config_failures[self.key]
   if failure then
     if core.monotime() < failure.expires then return failure.err end
     config_failures[self.key] = nil
   end
+  if local_only then return nil end
   local shared = cache_call(self.cache, "get", self.fail_key)
   local code, msg
   if type(shared) == "string" then code, msg = shared:match("^(%-?%d+) (.*)$") end
@@ -148,6 +211,7 @@ function Corp:fetch_and_store(renew)
     if err.kind == "api" and M.CONFIG_ERRORS[err.errcode] then remember_failure(self, err) end
     return nil, err
   end
+  keep(self, token, M.lifetime(expires_in))
   cache_call(self.cache, "set", self.key, token, M.lifetime(expires_in))
   return token
 end
@@ -160,46 +224,83 @@ end
 -- takes it. A waiter gives up after the longest a whole fetch can take. A
 -- waiter whose sleep can't let the holder run (the holder is a coroutine of
 -- this Lua state, and the sleep blocks the whole state) does not wait: it
--- fetches on its own.
+-- fetches on its own; so does a caller whose cache fails to answer add (a
+-- Redis that is down), with this Lua state's own lock where the token is
+-- kept here too, so its coroutines still share one fetch.
 function Corp:get()
-  local token = cached(self)
+  local token = self.copies and copied(self)
+  if token then return token end
+  token = cached(self)
   if token then return token end
   local failure = remembered_failure(self)
   if failure then return nil, failure end
   if not self.can_lock then return self:fetch_and_store(nil) end
+  return self:locked_fetch(self.cache, self.has)
+end
+
+local DEFAULT_HAS = capabilities(default_cache)
+
+-- The fetch under a lock in `cache` (whose capabilities are `has`). With
+-- this state's own lock (the remote cache failed), waiters look only here:
+-- the holder keeps its token here too, and the remote cache, tried again
+-- after its cooldown, could make each of them wait its timeout once more.
+function Corp:locked_fetch(cache, has)
+  local alone = self.copies and cache == default_cache
   local me, co = lock_owner(), current_coroutine()
   local deadline = core.monotime() + self.fetch_ttl
-  while not added(cache_call(self.cache, "add", self.lock_key, me, self.attempt_ttl)) do
+  local token, failure
+  while true do
+    local took, _, broken = cache_call(cache, "add", self.lock_key, me, self.attempt_ttl)
+    if added(took) then break end
+    if broken then
+      if self.copies and not alone then return self:locked_fetch(default_cache, DEFAULT_HAS) end
+      return self:fetch_and_store(nil)
+    end
     local holder = holders[self.lock_key]
     if holder ~= nil and holder ~= co and not self.can_wait() then return self:fetch_and_store(nil) end
     ypcall(self.sleep, M.LOCK_POLL)
-    token = cached(self)
+    if alone then token = copied(self) else token = (self.copies and copied(self)) or cached(self) end
     if token then return token end
-    failure = remembered_failure(self)
+    failure = remembered_failure(self, alone)
     if failure then return nil, failure end
     if core.monotime() >= deadline then
       return nil, errors.transport("gettoken", "timeout", "waited too long for another caller's token fetch", true)
     end
   end
   holders[self.lock_key] = co
-  local cache, lock_key, ttl = self.cache, self.lock_key, self.attempt_ttl
+  local lock_key, ttl = self.lock_key, self.attempt_ttl
   local function renew()
-    if cache_call(cache, "get", lock_key) == me then cache_call(cache, "set", lock_key, me, ttl) end
+    if has.compare_and_expire then
+      cache_call(cache, "compare_and_expire", lock_key, me, ttl)
+    elseif cache_call(cache, "get", lock_key) == me then
+      cache_call(cache, "set", lock_key, me, ttl)
+    end
   end
   local err
-  token = cached(self) -- another caller may have finished just before
-  if not token then token, err = self:fetch_and_store(renew) end
+  -- another caller may have finished just before: with a token, or with a
+  -- configuration error it remembered (a second gettoken with a wrong
+  -- secret is what WeCom blocks IPs for)
+  if alone then token = copied(self) else token = (self.copies and copied(self)) or cached(self) end
+  if not token then
+    err = remembered_failure(self, alone)
+    if not err then token, err = self:fetch_and_store(renew) end
+  end
   holders[lock_key] = nil
   -- the lock is released only if it is still ours, not a successor's
-  if cache_call(cache, "get", lock_key) == me then drop(cache, lock_key) end
+  drop_if(cache, has, lock_key, me)
   if not token then return nil, err end
   return token
 end
 
--- Drops the cached token only if it is still the one that failed: another
--- client (or worker) may already have put a fresh one there.
+-- Drops the token (this state's copy, the cache's entry) only where it is
+-- still the one that failed: another client, worker or host may already
+-- have put a fresh one there.
 function Corp:invalidate(token)
-  if cache_call(self.cache, "get", self.key) == token then drop(self.cache, self.key) end
+  if self.copies then
+    local c = self.copies[self.key]
+    if c and c.token == token then self.copies[self.key] = nil end
+  end
+  drop_if(self.cache, self.has, self.key, token)
   return true
 end
 

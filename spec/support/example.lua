@@ -14,16 +14,18 @@ function M.start(emu, env)
   local vars = { WECOM_BASE_URL = emu.base_url, WECOM_CORPID = emu.corpid, WECOM_CORPSECRET = emu.corpsecret }
   for k, v in pairs(env or {}) do vars[k] = v end
   local example = assert(launcher.start_nginx({ port = 0, env = vars }, function(dir, port)
-    -- its pid where the launcher looks for it, so stop() ends it
+    -- its pid and error log where the launcher looks for them, so stop()
+    -- ends it and a start that fails says why
     local conf = text:gsub("listen 127%.0%.0%.1:8080;", ("listen 127.0.0.1:%d;"):format(port))
       :gsub("%$prefix", root):gsub("pid build/nginx%-example%.pid;", "pid " .. dir .. "/nginx.pid;")
+      :gsub("error_log build/nginx%-example%.log", "error_log " .. dir .. "/error.log")
       :gsub(" build/nginx%-example", " " .. dir .. "/example")
     return launcher.user_line() .. "\n" .. conf
   end))
   example.base_url = ("http://127.0.0.1:%d"):format(example.port)
   -- the example's error_log (error_log build/nginx-example.log)
   function example.log()
-    local lf = io.open(example.dir .. "/example.log")
+    local lf = io.open(example.dir .. "/error.log")
     if not lf then return "" end
     local s = lf:read("*a")
     lf:close()

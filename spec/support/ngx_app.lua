@@ -55,6 +55,8 @@ function M.init_worker()
   ngx.shared.test_stats:set("init_worker", cjson.encode{
     transport = c:transport_name(), errcode = err and err.errcode,
   })
+  -- how many workers are past init_worker (spec/support/openresty.lua waits for all)
+  ngx.shared.test_stats:incr("workers_ready", 1, 0)
 end
 
 -- The cosocket transport used directly: {options =, calls = {{requests =
@@ -98,7 +100,9 @@ function M.handle()
   local args = ngx.req.get_uri_args()
   local uri = ngx.var.uri
   local out = { pid = ngx.worker.pid() }
-  if uri == "/init_worker" then
+  if uri == "/ready" then
+    out.ready = ngx.shared.test_stats:get("workers_ready") or 0
+  elseif uri == "/init_worker" then
     out.result = cjson.decode(ngx.shared.test_stats:get("init_worker") or "null")
   elseif uri == "/flush" then
     ngx.shared.wecom_tokens:flush_all()

@@ -1,5 +1,7 @@
 -- Starts an nginx with the Lua module (2 workers) whose handlers use the
 -- library (spec/support/ngx_app.lua) against an emulator.
+local cjson = require("cjson")
+local core = require("wecom.core")
 local launcher = require("wecom.emulator.launcher")
 local shell = require("support.shell")
 
@@ -37,6 +39,18 @@ http {
   end)
   assert(started, err)
   started.base_url = ("http://127.0.0.1:%d"):format(started.port)
+  -- Every worker makes a call from init_worker before it serves: wait until
+  -- all are past it, so no test meets a worker that isn't serving yet, nor
+  -- sees those calls land on its faults or counts.
+  local session = require("support.session")()
+  local workers, ready, deadline = opts.workers or 2, 0, core.monotime() + 30
+  while ready < workers and core.monotime() < deadline do
+    local status, body = session:request("GET", started.base_url .. "/ready")
+    ready = status == 200 and cjson.decode(body).ready or 0
+    if ready < workers then core.sleep(0.05) end
+  end
+  session:close()
+  assert(ready >= workers, ("nginx: %d of %d workers ready after 30 s"):format(ready, workers))
   return started
 end
 

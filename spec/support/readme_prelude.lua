@@ -40,6 +40,34 @@ function wecom.new(opts)
   return new(o)
 end
 
+-- Redis: the examples' 127.0.0.1:6379 is the redis-server spec/readme_spec.lua
+-- started (other addresses are left alone: an example may want one where
+-- nothing listens), for the cache's own connections and for redis-lua's.
+local redis_port = tonumber(os.getenv("WECOM_README_REDIS_PORT") or "")
+if redis_port then
+  local rcache = require("wecom.cache.redis")
+  local function redirected(opts)
+    local o = {}
+    for k, v in pairs(opts) do o[k] = v end
+    if (o.host == nil or o.host == "127.0.0.1") and (o.port == nil or o.port == 6379) then
+      o.host, o.port = "127.0.0.1", redis_port
+    end
+    return o
+  end
+  local new_cache, find = rcache.new, rcache.redis_lua
+  function rcache.new(opts)
+    if type(opts) ~= "table" or opts.connect ~= nil then return new_cache(opts) end
+    return new_cache(redirected(opts))
+  end
+  function rcache.redis_lua()
+    local redis_lua, why = find()
+    if not redis_lua then return nil, why end
+    return setmetatable({ connect = function(params)
+      return redis_lua.connect(redirected(params))
+    end }, { __index = redis_lua })
+  end
+end
+
 local function must(res, err)
   if not res then error("README prelude: " .. tostring(err), 2) end
   return res

@@ -1,7 +1,8 @@
 -- The default token cache (wecom.cache.memory): a table in this Lua state with per-key expiry.
 -- Any object with get(key) and set(key, value, ttl) can replace it (an
--- ngx.shared.DICT, a Redis wrapper); delete(key) is used when present, and
--- add(key, value, ttl) (set only if absent) lets one fetch run at a time.
+-- ngx.shared.DICT, wecom.cache.redis); delete(key) is used when present, and
+-- add(key, value, ttl) (set only if absent) lets one fetch run at a time
+-- (token.lua lists what else a cache may offer).
 local core = require("wecom.core")
 
 local Cache = {}
