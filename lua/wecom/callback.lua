@@ -232,20 +232,26 @@ local function redacted(p, e)
   return err.message
 end
 
+-- Whether add() set the key, read as token.lua reads its lock: true
+-- (ngx.shared.DICT, ours), 1 or "OK" (a Redis client's SETNX, SET NX). A
+-- Redis client answers 0 or null (truthy in Lua) when the key exists.
+local function added_key(r) return r == true or r == 1 or r == "OK" end
+
 local function deliver(self, p, msg, id, fn)
   local seen = self.seen
   local key = "wecom:callback:" .. id
   local added
   for _ = 1, 2 do
-    local err
-    added, err = store_call(seen, "add", key, "busy", M.BUSY_TTL)
+    local res, err = store_call(seen, "add", key, "busy", M.BUSY_TTL)
+    added = added_key(res)
     if added then break end
     if err ~= nil and err ~= "exists" then
       return 503, "seen store failed", fail("seen", "the seen store failed: " .. redacted(p, err))
     end
     local state = store_call(seen, "get", key)
     if state == "done" then return 200, "success" end
-    if state ~= nil then
+    -- a mark is a string; nil, false or a Redis null is none
+    if type(state) == "string" then
       return 503, "busy", fail("busy", "another delivery of this message is being handled")
     end
     -- the mark went away between add and get (released or expired): once more

@@ -1,0 +1,72 @@
+-- Regression tests of defects found reviewing the Lua layer (one `it` per
+-- defect; each failed before its fix).
+local callback = require("wecom.callback")
+local cjson = require("cjson")
+local core = require("wecom.core")
+local memory = require("wecom.cache.memory")
+local wx = require("support.wxcrypt")
+
+local NOW = 1700000000
+
+local box = core.callback_box(wx.TOKEN, wx.KEY, wx.RECEIVEID)
+
+local function new_callback(seen)
+  return assert(callback.new{ token = wx.TOKEN, encoding_aes_key = wx.KEY, receiveid = wx.RECEIVEID,
+    clock = function() return NOW end, seen = seen })
+end
+
+-- A POST of the event as WeCom sends it, sealed afresh: query, body.
+local function post(create_time)
+  local xml = ("<xml><ToUserName><![CDATA[%s]]></ToUserName><FromUserName><![CDATA[zhangsan]]></FromUserName>"
+    .. "<CreateTime>%d</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[modify_schedule]]></Event>"
+    .. "<CalId><![CDATA[wcjgewCwAAqeJcPI1d8Pwbjt7nttzAAA]]></CalId><ScheduleId><![CDATA[s1]]></ScheduleId></xml>")
+    :format(wx.RECEIVEID, create_time or NOW)
+  local timestamp = tostring(NOW)
+  local encrypt, signature, nonce = box:seal(xml, timestamp)
+  return { msg_signature = signature, timestamp = timestamp, nonce = nonce },
+    ("<xml><ToUserName><![CDATA[%s]]></ToUserName><Encrypt><![CDATA[%s]]></Encrypt></xml>"):format(wx.RECEIVEID, encrypt)
+end
+
+describe("review", function()
+  describe("wecom.callback", function()
+    -- A seen store answering as a Redis client does: add (SET NX / SETNX)
+    -- answers `exists` when the key is there, get answers `missing` for an
+    -- absent key (ngx.null from lua-resty-redis, here cjson.null).
+    local function redis_like(added, exists, missing)
+      local store = memory.new()
+      return {
+        add = function(_, k, v, ttl)
+          if store:get(k) ~= nil then return exists end
+          store:set(k, v, ttl)
+          return added
+        end,
+        get = function(_, k)
+          local v = store:get(k)
+          if v == nil then return missing end
+          return v
+        end,
+        set = function(_, k, v, ttl) store:set(k, v, ttl) return "OK" end,
+        delete = function(_, k) store:delete(k) return 1 end,
+      }
+    end
+
+    it("handles a message once with a seen store whose add answers 0 or null for a key that exists", function()
+      for _, answers in ipairs{ { 1, 0, cjson.null }, { "OK", cjson.null, cjson.null } } do
+        local cb = new_callback(redis_like(answers[1], answers[2], answers[3]))
+        local calls, during = 0, nil
+        local q1, b1 = post()
+        local status = cb:handle("POST", q1, b1, function()
+          calls = calls + 1
+          -- WeCom delivers again while the handler runs: re-encrypted, same message
+          local q, b = post()
+          during = cb:handle("POST", q, b, function() calls = calls + 1 end)
+        end)
+        assert.equal(200, status)
+        assert.equal(503, during)
+        local q, b = post()
+        assert.same({ 200, "success" }, { cb:handle("POST", q, b, function() calls = calls + 1 end) })
+        assert.equal(1, calls, tostring(answers[2]))
+      end
+    end)
+  end)
+end)
