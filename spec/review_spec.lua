@@ -3,10 +3,12 @@
 local callback = require("wecom.callback")
 local cjson = require("cjson")
 local core = require("wecom.core")
+local ical = require("wecom.ical")
 local memory = require("wecom.cache.memory")
 local wx = require("support.wxcrypt")
 
 local NOW = 1700000000
+local MON = 1795399200 -- 2026-11-23 10:00 +08:00
 
 local box = core.callback_box(wx.TOKEN, wx.KEY, wx.RECEIVEID)
 
@@ -25,6 +27,20 @@ local function post(create_time)
   local encrypt, signature, nonce = box:seal(xml, timestamp)
   return { msg_signature = signature, timestamp = timestamp, nonce = nonce },
     ("<xml><ToUserName><![CDATA[%s]]></ToUserName><Encrypt><![CDATA[%s]]></Encrypt></xml>"):format(wx.RECEIVEID, encrypt)
+end
+
+-- Runs fn(...) in a coroutine, resuming it after each yield (as a
+-- coroutine-based server's loop does): the number of yields, and what fn
+-- returned.
+local function drive(fn, ...)
+  local co = coroutine.create(fn)
+  local yields, res = 0, { coroutine.resume(co, ...) }
+  while coroutine.status(co) ~= "dead" do
+    yields = yields + 1
+    res = { coroutine.resume(co) }
+  end
+  assert(res[1], res[2])
+  return yields, unpack or table.unpack, res -- luacheck: ignore 143
 end
 
 describe("review", function()
@@ -67,6 +83,56 @@ describe("review", function()
         assert.same({ 200, "success" }, { cb:handle("POST", q, b, function() calls = calls + 1 end) })
         assert.equal(1, calls, tostring(answers[2]))
       end
+    end)
+
+    it("lets the handler and the seen store yield through it (a coroutine-based server), on Lua 5.1 too", function()
+      local store = memory.new()
+      local seen = {}
+      for _, m in ipairs{ "add", "get", "set", "delete" } do
+        seen[m] = function(_, ...)
+          coroutine.yield("io")
+          return store[m](store, ...)
+        end
+      end
+      local cb = new_callback(seen)
+      local calls = 0
+      local q, b = post()
+      local yields, unpack_, res = drive(function()
+        return cb:handle("POST", q, b, function(msg)
+          coroutine.yield("io") -- the handler re-reads the schedule through a yielding transport
+          calls = calls + 1
+          assert.equal("s1", msg.ScheduleId)
+        end)
+      end)
+      local status, body, err = unpack_(res, 2)
+      assert.is_nil(err)
+      assert.same({ 200, "success" }, { status, body })
+      assert.equal(1, calls)
+      assert.is_true(yields >= 3, yields .. " yields") -- add, the handler, set
+    end)
+  end)
+
+  describe("wecom.ical", function()
+    local function schedule(userid)
+      return { schedule_id = "s1", summary = "sync", start_time = MON, end_time = MON + 3600,
+        attendees = { { userid = userid } } }
+    end
+
+    it("lets the write function yield through ical.writer, on Lua 5.1 too", function()
+      local parts = {}
+      local w = assert(ical.writer(function(chunk)
+        coroutine.yield("io")
+        parts[#parts + 1] = chunk
+      end, { dtstamp = MON }))
+      local yields, unpack_, res = drive(function()
+        assert(w:add(schedule("lisi")))
+        return w:finish()
+      end)
+      local ok, err = unpack_(res, 2)
+      assert.is_nil(err)
+      assert.is_true(ok)
+      assert.equal(1, yields)
+      assert.truthy(table.concat(parts):find("END:VCALENDAR\r\n$"))
     end)
   end)
 end)

@@ -16,6 +16,7 @@
 local core = require("wecom.core")
 local errors = require("wecom.errors")
 local memory = require("wecom.cache.memory")
+local ypcall = require("wecom.compat").pcall -- a handler or store may yield (a coroutine-based server)
 
 local M = {}
 
@@ -222,7 +223,7 @@ end
 
 -- Calls a method of the store; a raise counts as a failure of the store.
 local function store_call(seen, method, ...)
-  local ok, a, b = pcall(seen[method], seen, ...)
+  local ok, a, b = ypcall(seen[method], seen, ...)
   if not ok then return nil, tostring(a) end
   return a, b
 end
@@ -257,7 +258,7 @@ local function deliver(self, p, msg, id, fn)
     -- the mark went away between add and get (released or expired): once more
   end
   if not added then return 503, "busy", fail("busy", "the seen store keeps changing under this message") end
-  local ok, res, ferr = pcall(fn, msg)
+  local ok, res, ferr = ypcall(fn, msg)
   local failure
   if not ok then failure = res elseif res == nil and ferr ~= nil then failure = ferr end
   if failure ~= nil then

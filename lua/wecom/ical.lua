@@ -12,6 +12,7 @@
 -- are DATE values in the schedule's own calendar date.
 local args = require("wecom.args")
 local errors = require("wecom.errors")
+local ypcall = require("wecom.compat").pcall -- write may yield (a socket of a coroutine-based server)
 local recurrence = require("wecom.recurrence")
 
 local M = {}
@@ -474,7 +475,7 @@ function Writer:flush()
   if #self.buffer == 0 then return true end
   local chunk = concat(self.buffer)
   self.buffer = {}
-  local ok, res, err = pcall(self.write, chunk)
+  local ok, res, err = ypcall(self.write, chunk)
   if not ok or res == false or (res == nil and err ~= nil) then
     return nil, errors.write(self.helper, not ok and res or err)
   end
