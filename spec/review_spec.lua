@@ -1,6 +1,7 @@
 -- Regression tests of defects found reviewing the Lua layer (one `it` per
 -- defect; each failed before its fix).
 local callback = require("wecom.callback")
+local child = require("support.child")
 local cjson = require("cjson")
 local core = require("wecom.core")
 local ical = require("wecom.ical")
@@ -133,6 +134,20 @@ describe("review", function()
       assert.is_true(ok)
       assert.equal(1, yields)
       assert.truthy(table.concat(parts):find("END:VCALENDAR\r\n$"))
+    end)
+
+    it("folds any line in bounded time, bytes that are not UTF-8 included (no endless loop)", function()
+      local rc, out = child.run([[
+        local ical = require("wecom.ical")
+        local line = ical.fold(("\128"):rep(200))
+        assert(line:gsub("\r\n ", "") == ("\128"):rep(200))
+        local text = assert(ical.vcalendar({ { schedule_id = "s1", start_time = 0, end_time = 60,
+          attendees = { { userid = ("\200"):rep(100) } } } }, { address = function(u) return "mailto:" .. u end }))
+        for l in text:gmatch("([^\r\n]*)\r\n") do assert(#l <= 75, l) end
+        print("folded")
+      ]], 20)
+      assert.equal(0, rc, out)
+      assert.truthy(out:find("folded", 1, true), out)
     end)
   end)
 end)

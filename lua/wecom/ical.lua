@@ -98,11 +98,14 @@ local function fold(line)
   local parts, i, limit = {}, 1, 75
   while n - i + 1 > limit do
     local j = i + limit -- the first byte of the next line
-    while true do
+    while j > i do
       local b = line:byte(j)
       if b < 0x80 or b >= 0xC0 then break end
       j = j - 1
     end
+    -- no character starts in the line's reach (bytes that are not UTF-8):
+    -- cut at the limit, so the line gets shorter
+    if j == i then j = i + limit end
     parts[#parts + 1] = line:sub(i, j - 1)
     i, limit = j, 74
   end
