@@ -136,6 +136,28 @@ describe("review", function()
       assert.truthy(table.concat(parts):find("END:VCALENDAR\r\n$"))
     end)
 
+    it("keeps what opts.address returns to one clean line: no line a server's userid injects", function()
+      local text = assert(ical.vcalendar({ schedule("li\r\nX-INJECTED:1") },
+        { dtstamp = MON, address = function(userid) return "mailto:" .. userid .. "@example.com" end }))
+      for line in text:gmatch("([^\r\n]*)\r\n") do
+        assert.is_nil(line:find("^X%-INJECTED"), text)
+      end
+      assert.truthy(text:gsub("\r\n ", ""):find(":mailto:liX-INJECTED:1@example.com\r\n", 1, true), text)
+    end)
+
+    it("answers nil, err naming opts.address when it returns no string or raises, instead of raising", function()
+      local ok, text, err = pcall(ical.vcalendar, { schedule("lisi") }, { address = function() return nil end })
+      assert.is_true(ok, tostring(text))
+      assert.is_nil(text)
+      assert.equal("validation", err.kind)
+      assert.equal("opts.address", err.field)
+      assert.truthy(err.message:find("lisi", 1, true), err.message)
+      ok, text, err = pcall(ical.vcalendar, { schedule("lisi") }, { address = function() error("no mail") end })
+      assert.is_true(ok, tostring(text))
+      assert.is_nil(text)
+      assert.truthy(err.message:find("raised: .*no mail"), err.message)
+    end)
+
     it("folds any line in bounded time, bytes that are not UTF-8 included (no endless loop)", function()
       local rc, out = child.run([[
         local ical = require("wecom.ical")

@@ -325,12 +325,18 @@ local function vevent(s, helper, name, o)
   if location ~= "" then L[#L + 1] = "LOCATION:" .. text(location) end
   if description ~= "" then L[#L + 1] = "DESCRIPTION:" .. text(description) end
   if rule.cancelled then L[#L + 1] = "STATUS:CANCELLED" end
-  local who = o.who
-  if organizer then L[#L + 1] = "ORGANIZER;CN=" .. who(organizer) end
+  local who, person = o.who
+  if organizer then
+    person, err = who(organizer)
+    if not person then return bad(helper, "opts.address", err) end
+    L[#L + 1] = "ORGANIZER;CN=" .. person
+  end
   for i = 1, #attendees do
     local a = attendees[i]
-    L[#L + 1] = "ATTENDEE;CN=" .. who(a.userid, is_admin[a.userid] and ";ROLE=CHAIR;PARTSTAT=" or
+    person, err = who(a.userid, is_admin[a.userid] and ";ROLE=CHAIR;PARTSTAT=" or
       ";ROLE=REQ-PARTICIPANT;PARTSTAT=", PARTSTAT[a.response_status] or "NEEDS-ACTION")
+    if not person then return bad(helper, "opts.address", err) end
+    L[#L + 1] = "ATTENDEE;CN=" .. person
   end
   local alarm_text = summary ~= "" and text(summary) or "Reminder"
   for _, d in ipairs(triggers) do
@@ -421,14 +427,25 @@ end
 
 local function context(o)
   local address = o.address or M.address
-  -- "<CN>:<address>" of a userid; with role and partstat, "<CN><role><partstat>:<address>"
-  local person = memo(function(userid) return { param(userid), ":" .. address(userid) } end)
+  -- {CN, ":<address>"} of a userid, or {false, why opts.address gave none}.
+  -- The address is the caller's text around a userid from the server: one
+  -- line of UTF-8, whatever that userid holds.
+  local person = memo(function(userid)
+    local ok, uri = ypcall(address, userid)
+    if not ok or type(uri) ~= "string" or uri == "" then
+      return { false, ("expected a URI (a string) for userid %s, %s"):format(args.describe(userid),
+        ok and "got " .. type(uri) or "raised: " .. errors.clean(tostring(uri), errors.TEXT)) }
+    end
+    return { param(userid), ":" .. clean(uri):gsub(CONTROLS, "") }
+  end)
   return {
     dtstamp = utc(o.dtstamp or os.time()),
     day_of = memo(date),
     time_of = memo(function(sod) return "T" .. clock(sod) end),
+    -- "<CN>:<address>"; with role and partstat, "<CN><role><partstat>:<address>"; or nil, why
     who = function(userid, role, partstat)
       local p = person(userid)
+      if not p[1] then return nil, p[2] end
       if role then return p[1] .. role .. partstat .. p[2] end
       return p[1] .. p[2]
     end,
