@@ -438,6 +438,16 @@ describe("wecom (bin/wecom)", function()
       assert.truthy(err:find("WeCom error 40058", 1, true), err)
     end)
 
+    it("names the attendees' answers as API.md does", function()
+      local id = assert(client:schedule_add{ schedule = { cal_id = calendar(), summary = "answers", start_time = MON,
+        end_time = MON + HOUR, attendees = { { userid = "u0" }, { userid = "u1", response_status = 1 },
+          { userid = "u2", response_status = 2 }, { userid = "u3", response_status = 3 },
+          { userid = "u4", response_status = 4 } } } }).schedule_id
+      local out = ok("schedule get " .. id)
+      local line = "attendees    5: u0 (no reply), u1 (tentative), u2 (accepted), u3 (accepted once), u4 (declined)\n"
+      assert.truthy(out:find(line, 1, true), out)
+    end)
+
     it("a whole-day schedule shows its day, in its own zone", function()
       local cal_id = calendar()
       local day = MON - 10 * HOUR -- 2026-11-23 00:00 +08:00

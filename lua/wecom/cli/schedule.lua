@@ -103,9 +103,11 @@ local function list(args, ctx, client)
   return true
 end
 
+-- response_status (API.md): 0 none, 1 tentative, 2 accepted all, 3 accepted once, 4 declined
+local ANSWERS = { [0] = "no reply", "tentative", "accepted", "accepted once", "declined" }
+
 local function attendee(a)
-  local state = ({ [0] = "no reply", [1] = "accepted", [2] = "tentative", [3] = "declined",
-    [4] = "declined" })[a.response_status]
+  local state = ANSWERS[a.response_status]
   return state and ("%s (%s)"):format(tostring(a.userid), state) or tostring(a.userid)
 end
 
