@@ -448,6 +448,19 @@ describe("wecom (bin/wecom)", function()
       assert.truthy(out:find(line, 1, true), out)
     end)
 
+    it("shows the reminders of remind_time_diffs, which win over remind_before_event_secs", function()
+      local id = assert(client:schedule_add{ schedule = { cal_id = calendar(), summary = "reminded", start_time = MON,
+        end_time = MON + HOUR, reminders = { is_remind = 1, remind_time_diffs = { -3600, -900, 0 } } } }).schedule_id
+      local out = ok("schedule get " .. id)
+      assert.truthy(out:find("reminder     1 h before, 15 min before, at the start\n", 1, true), out)
+      local day = MON - 10 * HOUR
+      id = assert(client:schedule_add{ schedule = { cal_id = calendar(), summary = "whole day", is_whole_day = 1,
+        start_time = day, end_time = day + DAY, reminders = { is_remind = 1, remind_time_diffs = { 32400, -86400 } } } })
+        .schedule_id
+      out = ok("schedule get " .. id)
+      assert.truthy(out:find("reminder     9 h after the start, 1 day before\n", 1, true), out)
+    end)
+
     it("a whole-day schedule shows its day, in its own zone", function()
       local cal_id = calendar()
       local day = MON - 10 * HOUR -- 2026-11-23 00:00 +08:00

@@ -111,6 +111,35 @@ local function attendee(a)
   return state and ("%s (%s)"):format(tostring(a.userid), state) or tostring(a.userid)
 end
 
+-- "1 h", "15 min", "2 days": a reminder's distance from the start.
+local function distance(secs)
+  for _, unit in ipairs{ { 86400, " day", " days" }, { 3600, " h", " h" } } do
+    if secs % unit[1] == 0 then
+      local n = secs / unit[1]
+      return ("%d%s"):format(n, n == 1 and unit[2] or unit[3])
+    end
+  end
+  return ("%d min"):format(math.floor(secs / 60))
+end
+
+-- The reminders in words: remind_time_diffs (seconds from the start) when
+-- it has any, as they win over remind_before_event_secs (API.md).
+local function reminders(r)
+  local diffs = r.remind_time_diffs
+  if type(diffs) ~= "table" or #diffs == 0 then diffs = { -(tonumber(r.remind_before_event_secs) or 0) } end
+  local out = {}
+  for i, d in ipairs(diffs) do
+    if type(d) ~= "number" or d ~= math.floor(d) or math.abs(d) > 2 ^ 31 then -- what a server sent, shown as sent
+      out[i] = output.cell(d)
+    elseif d == 0 then
+      out[i] = "at the start"
+    else
+      out[i] = distance(math.abs(d)) .. (d < 0 and " before" or " after the start")
+    end
+  end
+  return table.concat(out, ", ")
+end
+
 local function show_schedule(s)
   local start, finish = output.span(s)
   local attendees = {}
@@ -132,9 +161,7 @@ local function show_schedule(s)
   if #admins > 0 then fields[#fields + 1] = { "admins", table.concat(admins, ", ") } end
   fields[#fields + 1] = { "attendees", #attendees > 0 and ("%d: %s"):format(#attendees, table.concat(attendees, ", "))
     or "none" }
-  if r.is_remind == 1 then
-    fields[#fields + 1] = { "reminder", ("%d min before"):format(math.floor((r.remind_before_event_secs or 0) / 60)) }
-  end
+  if r.is_remind == 1 then fields[#fields + 1] = { "reminder", reminders(r) } end
   return output.fields(fields)
 end
 
