@@ -158,6 +158,15 @@ describe("review", function()
       assert.truthy(err.message:find("raised: .*no mail"), err.message)
     end)
 
+    it("writes durations of whole seconds given as floats without a decimal point (Lua 5.4)", function()
+      assert.equal("PT1H0M5S", ical.duration(3605.0))
+      assert.equal("-P1DT1M30S", ical.duration(-86490.0))
+      local text = assert(ical.vcalendar({ { schedule_id = "s1", start_time = MON, end_time = MON + 3600,
+        reminders = { is_remind = 1, remind_time_diffs = { -905.0 } } } }, { dtstamp = MON, refresh_interval = 3605.0 }))
+      assert.truthy(text:find("\r\nTRIGGER:-PT15M5S\r\n", 1, true), text)
+      assert.truthy(text:find("\r\nREFRESH-INTERVAL;VALUE=DURATION:PT1H0M5S\r\n", 1, true), text)
+    end)
+
     it("folds any line in bounded time, bytes that are not UTF-8 included (no endless loop)", function()
       local rc, out = child.run([[
         local ical = require("wecom.ical")

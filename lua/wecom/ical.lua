@@ -132,7 +132,9 @@ end
 -- A DURATION: -PT15M, PT9H, -P1D, -P1DT2H0M5S.
 local function duration(secs)
   local sign = secs < 0 and "-" or ""
+  -- whole seconds, but maybe a float (3605.0): "5S", not Lua 5.4's "5.0S"
   secs = math.abs(secs)
+  secs = math.tointeger and math.tointeger(secs) or secs
   local days = floor(secs / DAY)
   local rest = secs - days * DAY
   local h, m, s = floor(rest / 3600), floor(rest % 3600 / 60), rest % 60
