@@ -499,6 +499,25 @@ describe("wecom (bin/wecom)", function()
     end)
   end)
 
+  describe("occurrences of a schedule the engine refuses", function()
+    it("is a failure (exit 1, no usage), not bad usage", function()
+      -- monthly on the 30th, every 12 months from February: WeCom takes it, it never occurs
+      local feb = 1802224800 -- 2027-02-10 10:00 +08:00
+      local id = assert(client:schedule_add{ schedule = { cal_id = calendar(), summary = "never", start_time = feb,
+        end_time = feb + HOUR, reminders = { is_repeat = 1, repeat_type = 2, is_custom_repeat = 1,
+          repeat_interval = 12, repeat_day_of_month = { 30 } } } }).schedule_id
+      local rc, out, err = wecom(("occurrences %s --from 2027-01-01 --to 2027-12-31"):format(id))
+      assert.equal(1, rc, err)
+      assert.equal("", out)
+      assert.truthy(err:find("repeat_day_of_month", 1, true), err)
+      assert.is_nil(err:find("Usage:", 1, true), err)
+      -- a window over 100 years is the caller's: bad usage
+      local _
+      rc, _, err = wecom(("occurrences %s --from 1990-01-01 --to 2099-01-01"):format(id))
+      assert.equal(2, rc, err)
+    end)
+  end)
+
   describe("export", function()
     local dir
     before_each(function() dir = tmpdir() end)
