@@ -111,6 +111,25 @@ describe("review", function()
       assert.equal(1, calls)
       assert.is_true(yields >= 3, yields .. " yields") -- add, the handler, set
     end)
+    it("keeps a failed handler's or store's text to one printable line of bounded length in the error", function()
+      local cb = new_callback()
+      local q, b = post()
+      local long = "first line\nsecond line \27[31m" .. ("x"):rep(100000) .. wx.TOKEN
+      local status, _, err = cb:handle("POST", q, b, function() error(long, 0) end)
+      assert.equal(500, status)
+      assert.equal("handler", err.reason)
+      assert.is_nil(err.message:find("[%c]"), err.message:sub(1, 200))
+      assert.truthy(err.message:find("first line\\nsecond line", 1, true), err.message:sub(1, 200))
+      assert.is_true(#err.message < 2000, #err.message .. " bytes")
+      assert.is_nil(err.message:find(wx.TOKEN, 1, true))
+      local down = { add = function() return nil, long end, get = function() end, set = function() end,
+        delete = function() end }
+      q, b = post()
+      status, _, err = new_callback(down):handle("POST", q, b, function() end)
+      assert.equal(503, status)
+      assert.is_nil(err.message:find("[%c]"), err.message:sub(1, 200))
+      assert.is_true(#err.message < 2000, #err.message .. " bytes")
+    end)
   end)
 
   describe("wecom.ical", function()

@@ -228,9 +228,10 @@ local function store_call(seen, method, ...)
   return a, b
 end
 
+-- A handler's or a store's failure for an error and the log: the secrets
+-- out, one printable line, cut (a store's text is a server's).
 local function redacted(p, e)
-  local err = errors.redact({ message = tostring(e) }, p.secrets)
-  return err.message
+  return errors.clean(tostring(e), errors.TEXT, p.secrets)
 end
 
 -- Whether add() set the key, read as token.lua reads its lock: true
