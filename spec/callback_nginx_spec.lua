@@ -231,6 +231,16 @@ describe("callbacks through nginx", function()
       assert.equal(1, assert(client:schedule_get{ schedule_id_list = { sid } }).schedule_list[1].status)
     end)
 
+    it("answers 400 naming the option to a callback target whose token, key or receiveid is no string", function()
+      for _, field in ipairs{ "token", "encoding_aes_key", "receiveid" } do
+        local target = { url = "http://127.0.0.1:1/", token = TOKEN, encoding_aes_key = KEY }
+        target[field] = { "not", "a", "string" }
+        local status, reply = http:request("POST", emu.base_url .. "/emulator/callback", cjson.encode(target))
+        assert.equal(400, status, reply)
+        assert.truthy(reply:find(field .. ": expected a string", 1, true), reply)
+      end
+    end)
+
     it("lets a member give any answer API.md defines: 1 tentative .. 4 declined, accepted by default", function()
       local sid = schedule(calendar())
       local function answer(body)

@@ -49,6 +49,10 @@ local function set_target(t)
   end
   if type(t.url) ~= "string" or not t.url:match("^https?://") then return nil, "url: expected an http(s) URL" end
   local receiveid = t.receiveid or state.config.corpid
+  -- callback_box raises on what is no string: a 400 naming it, not a 500
+  for name, v in pairs{ token = t.token or "", encoding_aes_key = t.encoding_aes_key or "", receiveid = receiveid } do
+    if type(v) ~= "string" then return nil, name .. ": expected a string" end
+  end
   local box, field, text = core().callback_box(t.token or "", t.encoding_aes_key or "", receiveid)
   if not box then return nil, ("%s: %s"):format(field, text) end
   target = { url = t.url, token = t.token, encoding_aes_key = t.encoding_aes_key, receiveid = receiveid, box = box }
