@@ -679,6 +679,17 @@ describe("wecom (bin/wecom)", function()
       assert.equal("two\nlines", doc.calendar_list[1].description)
       assert.same({}, doc.calendar_list[1].shares)
     end)
+
+    it("shows numbers no schedule has (a fractional interval, a time past any date) as they are", function()
+      local reply = '{"errcode":0,"errmsg":"ok","schedule_list":[{"schedule_id":"sX","summary":"odd",'
+        .. '"start_time":1e300,"end_time":-1e300,"reminders":{"is_repeat":1,"repeat_type":1,'
+        .. '"is_custom_repeat":1,"repeat_interval":2.5}}]}'
+      emu:fault{ path = "oa/schedule/get", status = 200, body = reply, times = 1 }
+      local out = ok("schedule get sX")
+      assert.truthy(out:find("start        1e+300\n", 1, true), out)
+      assert.truthy(out:find("end          -1e+300\n", 1, true), out)
+      assert.truthy(out:find("repeat       every 2.5 weeks\n", 1, true), out)
+    end)
   end)
 
   describe("failures", function()
