@@ -690,6 +690,26 @@ describe("wecom (bin/wecom)", function()
       assert.truthy(out:find("end          -1e+300\n", 1, true), out)
       assert.truthy(out:find("repeat       every 2.5 weeks\n", 1, true), out)
     end)
+
+    it("shows members that are no userid or no object as they are", function()
+      emu:fault{ path = "oa/calendar/get", status = 200, times = 1, body = '{"errcode":0,"errmsg":"ok","calendar_list":'
+        .. '[{"cal_id":"wcX","summary":"odd","admins":[{"x":1},"b"],"shares":[5,{"userid":"a","readonly":1}]}]}' }
+      local out = ok("calendar get wcX")
+      assert.truthy(out:find("\nadmins       table: 0x%x+, b\n"), out)
+      assert.truthy(out:find("shares       2: 5, a (read-only)\n", 1, true), out)
+      emu:fault{ path = "oa/schedule/get", status = 200, times = 1, body = '{"errcode":0,"errmsg":"ok","schedule_list":'
+        .. '[{"schedule_id":"sX","summary":"odd","admins":[[1]],"attendees":[7,{"userid":"u","response_status":4}]}]}' }
+      out = ok("schedule get sX")
+      assert.truthy(out:find("\nadmins       table: 0x%x+\n"), out)
+      assert.truthy(out:find("attendees    2: 7, u (declined)\n", 1, true), out)
+      emu:fault{ path = "oa/calendar/add", status = 200, times = 1, body = '{"errcode":0,"errmsg":"ok","cal_id":"wcY",'
+        .. '"fail_result":{"shares":[5,{"userid":"x","errcode":40001,"errmsg":"no\\u001b[2J"}]}}' }
+      local rc, err
+      rc, out, err = wecom("calendar add --summary S --color '#112233' --share x")
+      assert.equal(1, rc, err)
+      assert.equal("wcY\n", out)
+      assert.truthy(err:find("WeCom refused to share with 5, x (errcode 40001: no [2J)\n", 1, true), err)
+    end)
   end)
 
   describe("failures", function()

@@ -192,6 +192,17 @@ function Table:rows(rows)
   return self.write(table.concat(out, "\n") .. "\n")
 end
 
+-- The entries of a list a server sent, joined by ", ", each on one line
+-- without control characters: show(entry) for each object (a share, an
+-- attendee), anything else as it is; and how many there are.
+function M.entries(list, show)
+  local out = {}
+  for i, v in ipairs(type(list) == "table" and list or {}) do
+    out[i] = M.cell(show and type(v) == "table" and show(v) or v)
+  end
+  return table.concat(out, ", "), #out
+end
+
 -- "name   value" lines with the names aligned, for one record.
 function M.fields(pairs_list)
   local w = 0

@@ -142,9 +142,8 @@ end
 
 local function show_schedule(s)
   local start, finish = output.span(s)
-  local attendees = {}
-  for i, a in ipairs(type(s.attendees) == "table" and s.attendees or {}) do attendees[i] = attendee(a) end
-  local admins = type(s.admins) == "table" and s.admins or {}
+  local attendees, n = output.entries(s.attendees, attendee)
+  local admins, admin_count = output.entries(s.admins)
   local r = type(s.reminders) == "table" and s.reminders or {}
   local fields = {
     { "schedule_id", s.schedule_id },
@@ -158,9 +157,8 @@ local function show_schedule(s)
     { "description", s.description },
   }
   if s.organizer ~= nil then fields[#fields + 1] = { "organizer", s.organizer } end
-  if #admins > 0 then fields[#fields + 1] = { "admins", table.concat(admins, ", ") } end
-  fields[#fields + 1] = { "attendees", #attendees > 0 and ("%d: %s"):format(#attendees, table.concat(attendees, ", "))
-    or "none" }
+  if admin_count > 0 then fields[#fields + 1] = { "admins", admins } end
+  fields[#fields + 1] = { "attendees", n > 0 and ("%d: %s"):format(n, attendees) or "none" }
   if r.is_remind == 1 then fields[#fields + 1] = { "reminder", reminders(r) } end
   return output.fields(fields)
 end
