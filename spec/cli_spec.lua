@@ -691,6 +691,19 @@ describe("wecom (bin/wecom)", function()
       assert.truthy(out:find("repeat       every 2.5 weeks\n", 1, true), out)
     end)
 
+    it("can't drive the terminal through a new cal_id or the id of a schedule export leaves out", function()
+      emu:fault{ path = "oa/calendar/add", status = 200, times = 1,
+        body = '{"errcode":0,"errmsg":"ok","cal_id":"wc\\u001b[2Jx"}' }
+      local out = ok("calendar add --summary S --color '#112233'")
+      assert.equal("wc [2Jx\n", out)
+      local cal_id = calendar()
+      emu:fault{ path = "oa/schedule/get_by_calendar", status = 200, times = 1,
+        body = '{"errcode":0,"errmsg":"ok","schedule_list":[{"schedule_id":"s\\u001b[2Jy","summary":"no times"}]}' }
+      local _, err = ok("export " .. cal_id .. " -o /dev/null")
+      assert.truthy(err:find("left out schedule s [2Jy: ", 1, true), err)
+      assert.is_nil(err:find("\27", 1, true), err)
+    end)
+
     it("shows members that are no userid or no object as they are", function()
       emu:fault{ path = "oa/calendar/get", status = 200, times = 1, body = '{"errcode":0,"errmsg":"ok","calendar_list":'
         .. '[{"cal_id":"wcX","summary":"odd","admins":[{"x":1},"b"],"shares":[5,{"userid":"a","readonly":1}]}]}' }

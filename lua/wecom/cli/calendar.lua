@@ -89,7 +89,7 @@ function run.add(args, ctx, client)
   if ctx.json then
     ok, err = ctx:document(result_doc(res, res.cal_id))
   else
-    ok, err = ctx:out(tostring(res.cal_id) .. "\n")
+    ok, err = ctx:out(output.cell(res.cal_id) .. "\n")
   end
   if not ok then return nil, err end
   return refused(res)

@@ -9,6 +9,7 @@
 -- was. Pages are written as they arrive (memory about one page).
 local context = require("wecom.cli.context")
 local core = require("wecom.core")
+local output = require("wecom.cli.output")
 
 local M = { name = "export" }
 
@@ -129,7 +130,7 @@ function M.run(args, ctx)
   end
 
   for _, s in ipairs(summary.skipped) do
-    ctx:warn(("left out schedule %s: %s"):format(tostring(s.schedule_id), tostring(s.err)))
+    ctx:warn(("left out schedule %s: %s"):format(output.cell(s.schedule_id), output.cell(s.err)))
   end
   local skipped = {}
   for i, s in ipairs(summary.skipped) do skipped[i] = { schedule_id = s.schedule_id, message = tostring(s.err) } end
