@@ -620,6 +620,35 @@ describe("wecom (bin/wecom)", function()
       assert.equal("rc\nteam.ics\n", leftovers())
     end)
 
+    it("keeps the mode of the file it replaces: a private calendar stays private, midway too", function()
+      local cal_id = calendar()
+      emu:seed(cal_id, 1500) -- a first page past stdio's buffer: on disk while the second is awaited
+      local file = old_file("team.ics")
+      assert(os.execute("chmod 600 " .. q(file)))
+      local function mode(path)
+        local p = io.popen("stat -c %a " .. q(path))
+        local m = p:read("*l")
+        p:close()
+        return m
+      end
+      -- the temporary file, seen from inside the write of the first page
+      emu:fault{ path = "oa/schedule/get_by_calendar", after = 1, latency_ms = 600, times = 1 }
+      local done = dir .. "/rc"
+      assert(os.execute(("sh -c %s &"):format(q(("%s >/dev/null 2>&1; echo $? >%s"):format(
+        command(("export %s -o %s"):format(cal_id, q(file))), q(done))))))
+      local part = wait_for(30, function()
+        local name = leftovers():match("(%.team%.ics%.%x+%.part)")
+        local text = name and read(dir .. "/" .. name)
+        return text and text:find("BEGIN:VEVENT", 1, true) and name
+      end)
+      assert.truthy(part, "no temporary file: " .. leftovers())
+      assert.equal("600", mode(dir .. "/" .. part))
+      assert.truthy(wait_for(60, function() return read(done) end))
+      assert.equal("0\n", read(done))
+      assert.equal("600", mode(file))
+      assert.equal(1500, select(2, read(file):gsub("BEGIN:VEVENT", "")))
+    end)
+
     it("writes a FIFO in place (a device is never replaced); follows a symbolic link to its file", function()
       local cal_id = calendar()
       emu:seed(cal_id, 5)

@@ -19,6 +19,8 @@ function M.configure(parser)
   export:option("-o --output", "The .ics file to write (default: stdout)."):argname("FILE")
 end
 
+local function quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
 -- What `path` is: "none", "file", "dir", "other" (a device such as
 -- /dev/null or /dev/stdout, a FIFO: written in place, never replaced), and
 -- for a symbolic link what it points to, for the calendar to replace the
@@ -26,7 +28,7 @@ end
 local function kind_of(path)
   local p = io.popen(([[sh -c 'if [ -d "$1" ]; then echo dir; elif [ -e "$1" ] && [ ! -f "$1" ]; then echo other;
 elif [ -h "$1" ]; then echo link; readlink -f -- "$1"; elif [ -e "$1" ]; then echo file; else echo none; fi' sh %s]])
-    :format("'" .. path:gsub("'", "'\\''") .. "'"))
+    :format(quote(path)))
   local kind, target = p:read("*l"), p:read("*l")
   p:close()
   if kind == "link" then
@@ -88,6 +90,12 @@ function M.run(args, ctx)
       if sink then sink:close() end
       if part then os.remove(part) end
     end)
+    -- the new file gets the old one's mode before anything is written to
+    -- it: a calendar kept private (chmod 600) must not become readable
+    if part and kind == "file" then
+      local done = os.execute(("chmod --reference=%s -- %s"):format(quote(target), quote(part)))
+      if done ~= true and done ~= 0 then return fail(("can't give %s the mode of %s"):format(part, target)) end
+    end
   end
 
   local progress = ctx:progress("schedules")
