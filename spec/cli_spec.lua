@@ -539,6 +539,23 @@ describe("wecom (bin/wecom)", function()
       return names
     end
 
+    -- `wecom export CAL_ID -o FILE` in the background: the file its exit status goes to
+    local function export_in_background(cal_id, file)
+      local done = dir .. "/rc"
+      assert(os.execute(("sh -c %s &"):format(q(("%s >/dev/null 2>&1; echo $? >%s"):format(
+        command(("export %s -o %s"):format(cal_id, q(file))), q(done))))))
+      return done
+    end
+
+    -- The name of the export's temporary file once it holds an event, or nil.
+    local function growing_part()
+      return wait_for(30, function()
+        local name = leftovers():match("(%.team%.ics%.%x+%.part)")
+        local text = name and read(dir .. "/" .. name)
+        return text and text:find("BEGIN:VEVENT", 1, true) and name
+      end)
+    end
+
     it("writes a calendar with recurring schedules that the external checkers read back exactly", function()
       local cal_id = calendar{ summary = "Team, releases" }
       local id = weekly(cal_id)
@@ -602,15 +619,9 @@ describe("wecom (bin/wecom)", function()
       emu:seed(cal_id, 3000)
       local file = old_file("team.ics")
       emu:fault{ path = "oa/schedule/get_by_calendar", latency_ms = 400, times = -1 }
-      local done = dir .. "/rc"
-      assert(os.execute(("sh -c %s &"):format(q(("%s >/dev/null 2>&1; echo $? >%s"):format(
-        command(("export %s -o %s"):format(cal_id, q(file))), q(done))))))
+      local done = export_in_background(cal_id, file)
       -- midway: a temporary file next to it grows, the old file is untouched
-      local part = wait_for(30, function()
-        local name = leftovers():match("(%.team%.ics%.%x+%.part)")
-        local text = name and read(dir .. "/" .. name)
-        return text and text:find("BEGIN:VEVENT", 1, true) and name
-      end)
+      local part = growing_part()
       assert.truthy(part, "no growing temporary file: " .. leftovers())
       assert.equal("the old calendar\n", read(file))
       assert.truthy(wait_for(60, function() return read(done) end))
@@ -633,14 +644,8 @@ describe("wecom (bin/wecom)", function()
       end
       -- the temporary file, seen from inside the write of the first page
       emu:fault{ path = "oa/schedule/get_by_calendar", after = 1, latency_ms = 600, times = 1 }
-      local done = dir .. "/rc"
-      assert(os.execute(("sh -c %s &"):format(q(("%s >/dev/null 2>&1; echo $? >%s"):format(
-        command(("export %s -o %s"):format(cal_id, q(file))), q(done))))))
-      local part = wait_for(30, function()
-        local name = leftovers():match("(%.team%.ics%.%x+%.part)")
-        local text = name and read(dir .. "/" .. name)
-        return text and text:find("BEGIN:VEVENT", 1, true) and name
-      end)
+      local done = export_in_background(cal_id, file)
+      local part = growing_part()
       assert.truthy(part, "no temporary file: " .. leftovers())
       assert.equal("600", mode(dir .. "/" .. part))
       assert.truthy(wait_for(60, function() return read(done) end))
