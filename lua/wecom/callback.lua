@@ -261,7 +261,8 @@ local function deliver(self, p, msg, id, fn)
   if not added then return 503, "busy", fail("busy", "the seen store keeps changing under this message") end
   local ok, res, ferr = ypcall(fn, msg)
   local failure
-  if not ok then failure = res elseif res == nil and ferr ~= nil then failure = ferr end
+  -- nil, err and false, err both mean "failed": the Lua idiom either way
+  if not ok then failure = res elseif (res == nil or res == false) and ferr ~= nil then failure = ferr end
   if failure ~= nil then
     store_call(seen, "delete", key)
     local e = fail("handler", "the handler failed: " .. redacted(p, failure))
