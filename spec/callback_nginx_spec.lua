@@ -231,6 +231,39 @@ describe("callbacks through nginx", function()
       assert.equal(1, assert(client:schedule_get{ schedule_id_list = { sid } }).schedule_list[1].status)
     end)
 
+    it("answers 400 naming the option to a callback target whose token, key or receiveid is no string", function()
+      for _, field in ipairs{ "token", "encoding_aes_key", "receiveid" } do
+        local target = { url = "http://127.0.0.1:1/", token = TOKEN, encoding_aes_key = KEY }
+        target[field] = { "not", "a", "string" }
+        local status, reply = http:request("POST", emu.base_url .. "/emulator/callback", cjson.encode(target))
+        assert.equal(400, status, reply)
+        assert.truthy(reply:find(field .. ": expected a string", 1, true), reply)
+      end
+    end)
+
+    it("lets a member give any answer API.md defines: 1 tentative .. 4 declined, accepted by default", function()
+      local sid = schedule(calendar())
+      local function answer(body)
+        body.event, body.schedule_id, body.userid = "respond_schedule", sid, "lisi"
+        return http:request("POST", emu.base_url .. "/emulator/act", cjson.encode(body))
+      end
+      local function status_of()
+        return assert(client:schedule_get{ schedule_id_list = { sid } }).schedule_list[1].attendees[1].response_status
+      end
+      for _, v in ipairs{ 4, 1, 3 } do
+        assert.equal(200, (answer{ response_status = v }))
+        assert.equal(v, status_of())
+      end
+      assert.equal(200, (answer{}))
+      assert.equal(2, status_of())
+      for _, v in ipairs{ 0, 5 } do
+        local status, reply = answer{ response_status = v }
+        assert.equal(400, status)
+        assert.truthy(reply:find("response_status: 1 tentative, 2 accepted, 3 accepted once or 4 declined", 1, true),
+          reply)
+      end
+    end)
+
     it("takes the callback target from `wecom-emulator start`", function()
       local dir = os.tmpname()
       os.remove(dir)

@@ -519,6 +519,7 @@ describe("wecom.callback", function()
         calls = calls + 1
         if fail_with == "raise" then error("store down, token " .. wx.TOKEN) end
         if fail_with == "nil, err" then return nil, "not now" end
+        if fail_with == "false, err" then return false, "not yet" end
       end
       local xml = modify_schedule()
       local status, body, err = deliver(cb, xml, fn)
@@ -532,10 +533,14 @@ describe("wecom.callback", function()
       status, _, err = deliver(cb, xml, fn)
       assert.equal(500, status)
       assert.truthy(err.message:find("not now", 1, true))
+      fail_with = "false, err"
+      status, _, err = deliver(cb, xml, fn)
+      assert.equal(500, status)
+      assert.truthy(err.message:find("not yet", 1, true))
       fail_with = nil
       assert.equal(200, (deliver(cb, xml, fn)))
       assert.equal(200, (deliver(cb, xml, fn)))
-      assert.equal(3, calls)
+      assert.equal(4, calls)
     end)
 
     it("answers 503 to a delivery that races one being handled, and success once that is done", function()

@@ -438,6 +438,29 @@ describe("wecom (bin/wecom)", function()
       assert.truthy(err:find("WeCom error 40058", 1, true), err)
     end)
 
+    it("names the attendees' answers as API.md does", function()
+      local id = assert(client:schedule_add{ schedule = { cal_id = calendar(), summary = "answers", start_time = MON,
+        end_time = MON + HOUR, attendees = { { userid = "u0" }, { userid = "u1", response_status = 1 },
+          { userid = "u2", response_status = 2 }, { userid = "u3", response_status = 3 },
+          { userid = "u4", response_status = 4 } } } }).schedule_id
+      local out = ok("schedule get " .. id)
+      local line = "attendees    5: u0 (no reply), u1 (tentative), u2 (accepted), u3 (accepted once), u4 (declined)\n"
+      assert.truthy(out:find(line, 1, true), out)
+    end)
+
+    it("shows the reminders of remind_time_diffs, which win over remind_before_event_secs", function()
+      local id = assert(client:schedule_add{ schedule = { cal_id = calendar(), summary = "reminded", start_time = MON,
+        end_time = MON + HOUR, reminders = { is_remind = 1, remind_time_diffs = { -3600, -900, 0 } } } }).schedule_id
+      local out = ok("schedule get " .. id)
+      assert.truthy(out:find("reminder     1 h before, 15 min before, at the start\n", 1, true), out)
+      local day = MON - 10 * HOUR
+      id = assert(client:schedule_add{ schedule = { cal_id = calendar(), summary = "whole day", is_whole_day = 1,
+        start_time = day, end_time = day + DAY, reminders = { is_remind = 1, remind_time_diffs = { 32400, -86400 } } } })
+        .schedule_id
+      out = ok("schedule get " .. id)
+      assert.truthy(out:find("reminder     9 h after the start, 1 day before\n", 1, true), out)
+    end)
+
     it("a whole-day schedule shows its day, in its own zone", function()
       local cal_id = calendar()
       local day = MON - 10 * HOUR -- 2026-11-23 00:00 +08:00
@@ -476,6 +499,25 @@ describe("wecom (bin/wecom)", function()
     end)
   end)
 
+  describe("occurrences of a schedule the engine refuses", function()
+    it("is a failure (exit 1, no usage), not bad usage", function()
+      -- monthly on the 30th, every 12 months from February: WeCom takes it, it never occurs
+      local feb = 1802224800 -- 2027-02-10 10:00 +08:00
+      local id = assert(client:schedule_add{ schedule = { cal_id = calendar(), summary = "never", start_time = feb,
+        end_time = feb + HOUR, reminders = { is_repeat = 1, repeat_type = 2, is_custom_repeat = 1,
+          repeat_interval = 12, repeat_day_of_month = { 30 } } } }).schedule_id
+      local rc, out, err = wecom(("occurrences %s --from 2027-01-01 --to 2027-12-31"):format(id))
+      assert.equal(1, rc, err)
+      assert.equal("", out)
+      assert.truthy(err:find("repeat_day_of_month", 1, true), err)
+      assert.is_nil(err:find("Usage:", 1, true), err)
+      -- a window over 100 years is the caller's: bad usage
+      local _
+      rc, _, err = wecom(("occurrences %s --from 1990-01-01 --to 2099-01-01"):format(id))
+      assert.equal(2, rc, err)
+    end)
+  end)
+
   describe("export", function()
     local dir
     before_each(function() dir = tmpdir() end)
@@ -495,6 +537,23 @@ describe("wecom (bin/wecom)", function()
       local names = p:read("*a")
       p:close()
       return names
+    end
+
+    -- `wecom export CAL_ID -o FILE` in the background: the file its exit status goes to
+    local function export_in_background(cal_id, file)
+      local done = dir .. "/rc"
+      assert(os.execute(("sh -c %s &"):format(q(("%s >/dev/null 2>&1; echo $? >%s"):format(
+        command(("export %s -o %s"):format(cal_id, q(file))), q(done))))))
+      return done
+    end
+
+    -- The name of the export's temporary file once it holds an event, or nil.
+    local function growing_part()
+      return wait_for(30, function()
+        local name = leftovers():match("(%.team%.ics%.%x+%.part)")
+        local text = name and read(dir .. "/" .. name)
+        return text and text:find("BEGIN:VEVENT", 1, true) and name
+      end)
     end
 
     it("writes a calendar with recurring schedules that the external checkers read back exactly", function()
@@ -560,15 +619,9 @@ describe("wecom (bin/wecom)", function()
       emu:seed(cal_id, 3000)
       local file = old_file("team.ics")
       emu:fault{ path = "oa/schedule/get_by_calendar", latency_ms = 400, times = -1 }
-      local done = dir .. "/rc"
-      assert(os.execute(("sh -c %s &"):format(q(("%s >/dev/null 2>&1; echo $? >%s"):format(
-        command(("export %s -o %s"):format(cal_id, q(file))), q(done))))))
+      local done = export_in_background(cal_id, file)
       -- midway: a temporary file next to it grows, the old file is untouched
-      local part = wait_for(30, function()
-        local name = leftovers():match("(%.team%.ics%.%x+%.part)")
-        local text = name and read(dir .. "/" .. name)
-        return text and text:find("BEGIN:VEVENT", 1, true) and name
-      end)
+      local part = growing_part()
       assert.truthy(part, "no growing temporary file: " .. leftovers())
       assert.equal("the old calendar\n", read(file))
       assert.truthy(wait_for(60, function() return read(done) end))
@@ -576,6 +629,29 @@ describe("wecom (bin/wecom)", function()
       assert.equal("0\n", read(done))
       assert.equal(3000, select(2, read(file):gsub("BEGIN:VEVENT", "")))
       assert.equal("rc\nteam.ics\n", leftovers())
+    end)
+
+    it("keeps the mode of the file it replaces: a private calendar stays private, midway too", function()
+      local cal_id = calendar()
+      emu:seed(cal_id, 1500) -- a first page past stdio's buffer: on disk while the second is awaited
+      local file = old_file("team.ics")
+      assert(os.execute("chmod 600 " .. q(file)))
+      local function mode(path)
+        local p = io.popen("stat -c %a " .. q(path))
+        local m = p:read("*l")
+        p:close()
+        return m
+      end
+      -- the temporary file, seen from inside the write of the first page
+      emu:fault{ path = "oa/schedule/get_by_calendar", after = 1, latency_ms = 600, times = 1 }
+      local done = export_in_background(cal_id, file)
+      local part = growing_part()
+      assert.truthy(part, "no temporary file: " .. leftovers())
+      assert.equal("600", mode(dir .. "/" .. part))
+      assert.truthy(wait_for(60, function() return read(done) end))
+      assert.equal("0\n", read(done))
+      assert.equal("600", mode(file))
+      assert.equal(1500, select(2, read(file):gsub("BEGIN:VEVENT", "")))
     end)
 
     it("writes a FIFO in place (a device is never replaced); follows a symbolic link to its file", function()
@@ -636,6 +712,50 @@ describe("wecom (bin/wecom)", function()
       assert.equal("a\\x1B[2Jb\\x07", doc.calendar_list[1].summary)
       assert.equal("two\nlines", doc.calendar_list[1].description)
       assert.same({}, doc.calendar_list[1].shares)
+    end)
+
+    it("shows numbers no schedule has (a fractional interval, a time past any date) as they are", function()
+      local reply = '{"errcode":0,"errmsg":"ok","schedule_list":[{"schedule_id":"sX","summary":"odd",'
+        .. '"start_time":1e300,"end_time":-1e300,"reminders":{"is_repeat":1,"repeat_type":1,'
+        .. '"is_custom_repeat":1,"repeat_interval":2.5}}]}'
+      emu:fault{ path = "oa/schedule/get", status = 200, body = reply, times = 1 }
+      local out = ok("schedule get sX")
+      assert.truthy(out:find("start        1e+300\n", 1, true), out)
+      assert.truthy(out:find("end          -1e+300\n", 1, true), out)
+      assert.truthy(out:find("repeat       every 2.5 weeks\n", 1, true), out)
+    end)
+
+    it("can't drive the terminal through a new cal_id or the id of a schedule export leaves out", function()
+      emu:fault{ path = "oa/calendar/add", status = 200, times = 1,
+        body = '{"errcode":0,"errmsg":"ok","cal_id":"wc\\u001b[2Jx"}' }
+      local out = ok("calendar add --summary S --color '#112233'")
+      assert.equal("wc [2Jx\n", out)
+      local cal_id = calendar()
+      emu:fault{ path = "oa/schedule/get_by_calendar", status = 200, times = 1,
+        body = '{"errcode":0,"errmsg":"ok","schedule_list":[{"schedule_id":"s\\u001b[2Jy","summary":"no times"}]}' }
+      local _, err = ok("export " .. cal_id .. " -o /dev/null")
+      assert.truthy(err:find("left out schedule s [2Jy: ", 1, true), err)
+      assert.is_nil(err:find("\27", 1, true), err)
+    end)
+
+    it("shows members that are no userid or no object as they are", function()
+      emu:fault{ path = "oa/calendar/get", status = 200, times = 1, body = '{"errcode":0,"errmsg":"ok","calendar_list":'
+        .. '[{"cal_id":"wcX","summary":"odd","admins":[{"x":1},"b"],"shares":[5,{"userid":"a","readonly":1}]}]}' }
+      local out = ok("calendar get wcX")
+      assert.truthy(out:find("\nadmins       table: 0x%x+, b\n"), out)
+      assert.truthy(out:find("shares       2: 5, a (read-only)\n", 1, true), out)
+      emu:fault{ path = "oa/schedule/get", status = 200, times = 1, body = '{"errcode":0,"errmsg":"ok","schedule_list":'
+        .. '[{"schedule_id":"sX","summary":"odd","admins":[[1]],"attendees":[7,{"userid":"u","response_status":4}]}]}' }
+      out = ok("schedule get sX")
+      assert.truthy(out:find("\nadmins       table: 0x%x+\n"), out)
+      assert.truthy(out:find("attendees    2: 7, u (declined)\n", 1, true), out)
+      emu:fault{ path = "oa/calendar/add", status = 200, times = 1, body = '{"errcode":0,"errmsg":"ok","cal_id":"wcY",'
+        .. '"fail_result":{"shares":[5,{"userid":"x","errcode":40001,"errmsg":"no\\u001b[2J"}]}}' }
+      local rc, err
+      rc, out, err = wecom("calendar add --summary S --color '#112233' --share x")
+      assert.equal(1, rc, err)
+      assert.equal("wcY\n", out)
+      assert.truthy(err:find("WeCom refused to share with 5, x (errcode 40001: no [2J)\n", 1, true), err)
     end)
   end)
 

@@ -17,6 +17,7 @@ local checks = require("wecom.args") -- (args: the query, below)
 local core = require("wecom.core")
 local errors = require("wecom.errors")
 local memory = require("wecom.cache.memory")
+local ypcall = require("wecom.compat").pcall -- a handler or store may yield (a coroutine-based server)
 
 local M = {}
 
@@ -213,38 +214,46 @@ end
 
 -- Calls a method of the store; a raise counts as a failure of the store.
 local function store_call(seen, method, ...)
-  local ok, a, b = pcall(seen[method], seen, ...)
+  local ok, a, b = ypcall(seen[method], seen, ...)
   if not ok then return nil, tostring(a) end
   return a, b
 end
 
+-- A handler's or a store's failure for an error and the log: the secrets
+-- out, one printable line, cut (a store's text is a server's).
 local function redacted(p, e)
-  local err = errors.redact({ message = tostring(e) }, p.secrets)
-  return err.message
+  return errors.clean(tostring(e), errors.TEXT, p.secrets)
 end
+
+-- Whether add() set the key, read as token.lua reads its lock: true
+-- (ngx.shared.DICT, ours), 1 or "OK" (a Redis client's SETNX, SET NX). A
+-- Redis client answers 0 or null (truthy in Lua) when the key exists.
+local function added_key(r) return r == true or r == 1 or r == "OK" end
 
 local function deliver(self, p, msg, id, fn)
   local seen = self.seen
   local key = "wecom:callback:" .. id
   local added
   for _ = 1, 2 do
-    local err
-    added, err = store_call(seen, "add", key, "busy", M.BUSY_TTL)
+    local res, err = store_call(seen, "add", key, "busy", M.BUSY_TTL)
+    added = added_key(res)
     if added then break end
     if err ~= nil and err ~= "exists" then
       return 503, "seen store failed", fail("seen", "the seen store failed: " .. redacted(p, err))
     end
     local state = store_call(seen, "get", key)
     if state == "done" then return 200, "success" end
-    if state ~= nil then
+    -- a mark is a string; nil, false or a Redis null is none
+    if type(state) == "string" then
       return 503, "busy", fail("busy", "another delivery of this message is being handled")
     end
     -- the mark went away between add and get (released or expired): once more
   end
   if not added then return 503, "busy", fail("busy", "the seen store keeps changing under this message") end
-  local ok, res, ferr = pcall(fn, msg)
+  local ok, res, ferr = ypcall(fn, msg)
   local failure
-  if not ok then failure = res elseif res == nil and ferr ~= nil then failure = ferr end
+  -- nil, err and false, err both mean "failed": the Lua idiom either way
+  if not ok then failure = res elseif (res == nil or res == false) and ferr ~= nil then failure = ferr end
   if failure ~= nil then
     store_call(seen, "delete", key)
     local e = fail("handler", "the handler failed: " .. redacted(p, failure))

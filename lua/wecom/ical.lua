@@ -12,6 +12,7 @@
 -- are DATE values in the schedule's own calendar date.
 local args = require("wecom.args")
 local errors = require("wecom.errors")
+local ypcall = require("wecom.compat").pcall -- write may yield (a socket of a coroutine-based server)
 local recurrence = require("wecom.recurrence")
 
 local M = {}
@@ -97,11 +98,14 @@ local function fold(line)
   local parts, i, limit = {}, 1, 75
   while n - i + 1 > limit do
     local j = i + limit -- the first byte of the next line
-    while true do
+    while j > i do
       local b = line:byte(j)
       if b < 0x80 or b >= 0xC0 then break end
       j = j - 1
     end
+    -- no character starts in the line's reach (bytes that are not UTF-8):
+    -- cut at the limit, so the line gets shorter
+    if j == i then j = i + limit end
     parts[#parts + 1] = line:sub(i, j - 1)
     i, limit = j, 74
   end
@@ -128,7 +132,9 @@ end
 -- A DURATION: -PT15M, PT9H, -P1D, -P1DT2H0M5S.
 local function duration(secs)
   local sign = secs < 0 and "-" or ""
+  -- whole seconds, but maybe a float (3605.0): "5S", not Lua 5.4's "5.0S"
   secs = math.abs(secs)
+  secs = math.tointeger and math.tointeger(secs) or secs
   local days = floor(secs / DAY)
   local rest = secs - days * DAY
   local h, m, s = floor(rest / 3600), floor(rest % 3600 / 60), rest % 60
@@ -321,12 +327,18 @@ local function vevent(s, helper, name, o)
   if location ~= "" then L[#L + 1] = "LOCATION:" .. text(location) end
   if description ~= "" then L[#L + 1] = "DESCRIPTION:" .. text(description) end
   if rule.cancelled then L[#L + 1] = "STATUS:CANCELLED" end
-  local who = o.who
-  if organizer then L[#L + 1] = "ORGANIZER;CN=" .. who(organizer) end
+  local who, person = o.who
+  if organizer then
+    person, err = who(organizer)
+    if not person then return bad(helper, "opts.address", err) end
+    L[#L + 1] = "ORGANIZER;CN=" .. person
+  end
   for i = 1, #attendees do
     local a = attendees[i]
-    L[#L + 1] = "ATTENDEE;CN=" .. who(a.userid, is_admin[a.userid] and ";ROLE=CHAIR;PARTSTAT=" or
+    person, err = who(a.userid, is_admin[a.userid] and ";ROLE=CHAIR;PARTSTAT=" or
       ";ROLE=REQ-PARTICIPANT;PARTSTAT=", PARTSTAT[a.response_status] or "NEEDS-ACTION")
+    if not person then return bad(helper, "opts.address", err) end
+    L[#L + 1] = "ATTENDEE;CN=" .. person
   end
   local alarm_text = summary ~= "" and text(summary) or "Reminder"
   for _, d in ipairs(triggers) do
@@ -417,14 +429,25 @@ end
 
 local function context(o)
   local address = o.address or M.address
-  -- "<CN>:<address>" of a userid; with role and partstat, "<CN><role><partstat>:<address>"
-  local person = memo(function(userid) return { param(userid), ":" .. address(userid) } end)
+  -- {CN, ":<address>"} of a userid, or {false, why opts.address gave none}.
+  -- The address is the caller's text around a userid from the server: one
+  -- line of UTF-8, whatever that userid holds.
+  local person = memo(function(userid)
+    local ok, uri = ypcall(address, userid)
+    if not ok or type(uri) ~= "string" or uri == "" then
+      return { false, ("expected a URI (a string) for userid %s, %s"):format(args.describe(userid),
+        ok and "got " .. type(uri) or "raised: " .. errors.clean(tostring(uri), errors.TEXT)) }
+    end
+    return { param(userid), ":" .. clean(uri):gsub(CONTROLS, "") }
+  end)
   return {
     dtstamp = utc(o.dtstamp or os.time()),
     day_of = memo(date),
     time_of = memo(function(sod) return "T" .. clock(sod) end),
+    -- "<CN>:<address>"; with role and partstat, "<CN><role><partstat>:<address>"; or nil, why
     who = function(userid, role, partstat)
       local p = person(userid)
+      if not p[1] then return nil, p[2] end
       if role then return p[1] .. role .. partstat .. p[2] end
       return p[1] .. p[2]
     end,
@@ -474,7 +497,7 @@ function Writer:flush()
   if #self.buffer == 0 then return true end
   local chunk = concat(self.buffer)
   self.buffer = {}
-  local ok, res, err = pcall(self.write, chunk)
+  local ok, res, err = ypcall(self.write, chunk)
   if not ok or res == false or (res == nil and err ~= nil) then
     return nil, errors.write(self.helper, not ok and res or err)
   end

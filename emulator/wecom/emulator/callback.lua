@@ -49,6 +49,10 @@ local function set_target(t)
   end
   if type(t.url) ~= "string" or not t.url:match("^https?://") then return nil, "url: expected an http(s) URL" end
   local receiveid = t.receiveid or state.config.corpid
+  -- callback_box raises on what is no string: a 400 naming it, not a 500
+  for name, v in pairs{ token = t.token or "", encoding_aes_key = t.encoding_aes_key or "", receiveid = receiveid } do
+    if type(v) ~= "string" then return nil, name .. ": expected a string" end
+  end
   local box, field, text = core().callback_box(t.token or "", t.encoding_aes_key or "", receiveid)
   if not box then return nil, ("%s: %s"):format(field, text) end
   target = { url = t.url, token = t.token, encoding_aes_key = t.encoding_aes_key, receiveid = receiveid, box = box }
@@ -133,12 +137,15 @@ function actions.delete_schedule(body)
   return { CalId = s.cal_id, ScheduleId = s.schedule_id }
 end
 
--- response_status: 1 accepted, 2 tentative, 3 declined
+-- response_status (API.md): 1 tentative, 2 accepted all (the default), 3
+-- accepted once, 4 declined; 0 is no answer yet
 function actions.respond_schedule(body, userid)
   local s, err = live_schedule(body.schedule_id)
   if not s then return nil, err end
-  local answer = body.response_status or 1
-  if not check.int(answer, 1, 3) then return nil, "response_status: 1, 2 or 3" end
+  local answer = body.response_status or 2
+  if not check.int(answer, 1, 4) then
+    return nil, "response_status: 1 tentative, 2 accepted, 3 accepted once or 4 declined"
+  end
   for _, a in ipairs(s.attendees) do
     if a.userid == userid then
       a.response_status = answer

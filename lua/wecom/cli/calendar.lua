@@ -62,12 +62,11 @@ end
 local function refused(res)
   local fails = type(res.fail_result) == "table" and res.fail_result.shares
   if type(fails) ~= "table" or #fails == 0 then return true end
-  local names = {}
-  for i, f in ipairs(fails) do
-    names[i] = ("%s (errcode %s%s)"):format(tostring(f.userid), tostring(f.errcode),
+  local names = output.entries(fails, function(f)
+    return ("%s (errcode %s%s)"):format(tostring(f.userid), tostring(f.errcode),
       type(f.errmsg) == "string" and f.errmsg ~= "" and ": " .. f.errmsg or "")
-  end
-  return nil, context.error("failed", "WeCom refused to share with " .. table.concat(names, ", "))
+  end)
+  return nil, context.error("failed", "WeCom refused to share with " .. names)
 end
 
 -- The reply without errcode and errmsg, with cal_id.
@@ -90,19 +89,20 @@ function run.add(args, ctx, client)
   if ctx.json then
     ok, err = ctx:document(result_doc(res, res.cal_id))
   else
-    ok, err = ctx:out(tostring(res.cal_id) .. "\n")
+    ok, err = ctx:out(output.cell(res.cal_id) .. "\n")
   end
   if not ok then return nil, err end
   return refused(res)
 end
 
+local function share_entry(s)
+  local a = access(s)
+  return a and ("%s (%s)"):format(tostring(s.userid), a) or tostring(s.userid)
+end
+
 local function show_calendar(cal)
-  local shares = {}
-  for i, s in ipairs(type(cal.shares) == "table" and cal.shares or {}) do
-    local a = access(s)
-    shares[i] = a and ("%s (%s)"):format(tostring(s.userid), a) or tostring(s.userid)
-  end
-  local admins = type(cal.admins) == "table" and cal.admins or {}
+  local shares, n = output.entries(cal.shares, share_entry)
+  local admins, admin_count = output.entries(cal.admins)
   local fields = {
     { "cal_id", cal.cal_id },
     { "summary", cal.summary },
@@ -111,10 +111,10 @@ local function show_calendar(cal)
     { "readonly", cal.readonly },
   }
   if cal.organizer ~= nil then fields[#fields + 1] = { "organizer", cal.organizer } end
-  if #admins > 0 then fields[#fields + 1] = { "admins", table.concat(admins, ", ") } end
+  if admin_count > 0 then fields[#fields + 1] = { "admins", admins } end
   if cal.is_public ~= nil then fields[#fields + 1] = { "is_public", cal.is_public } end
   if cal.is_corp_calendar ~= nil then fields[#fields + 1] = { "is_corp_calendar", cal.is_corp_calendar } end
-  fields[#fields + 1] = { "shares", #shares > 0 and ("%d: %s"):format(#shares, table.concat(shares, ", ")) or "none" }
+  fields[#fields + 1] = { "shares", n > 0 and ("%d: %s"):format(n, shares) or "none" }
   return output.fields(fields)
 end
 

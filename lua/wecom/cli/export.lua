@@ -9,6 +9,7 @@
 -- was. Pages are written as they arrive (memory about one page).
 local context = require("wecom.cli.context")
 local core = require("wecom.core")
+local output = require("wecom.cli.output")
 
 local M = { name = "export" }
 
@@ -18,6 +19,8 @@ function M.configure(parser)
   export:option("-o --output", "The .ics file to write (default: stdout)."):argname("FILE")
 end
 
+local function quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
 -- What `path` is: "none", "file", "dir", "other" (a device such as
 -- /dev/null or /dev/stdout, a FIFO: written in place, never replaced), and
 -- for a symbolic link what it points to, for the calendar to replace the
@@ -25,7 +28,7 @@ end
 local function kind_of(path)
   local p = io.popen(([[sh -c 'if [ -d "$1" ]; then echo dir; elif [ -e "$1" ] && [ ! -f "$1" ]; then echo other;
 elif [ -h "$1" ]; then echo link; readlink -f -- "$1"; elif [ -e "$1" ]; then echo file; else echo none; fi' sh %s]])
-    :format("'" .. path:gsub("'", "'\\''") .. "'"))
+    :format(quote(path)))
   local kind, target = p:read("*l"), p:read("*l")
   p:close()
   if kind == "link" then
@@ -87,6 +90,12 @@ function M.run(args, ctx)
       if sink then sink:close() end
       if part then os.remove(part) end
     end)
+    -- the new file gets the old one's mode before anything is written to
+    -- it: a calendar kept private (chmod 600) must not become readable
+    if part and kind == "file" then
+      local done = os.execute(("chmod --reference=%s -- %s"):format(quote(target), quote(part)))
+      if done ~= true and done ~= 0 then return fail(("can't give %s the mode of %s"):format(part, target)) end
+    end
   end
 
   local progress = ctx:progress("schedules")
@@ -129,7 +138,7 @@ function M.run(args, ctx)
   end
 
   for _, s in ipairs(summary.skipped) do
-    ctx:warn(("left out schedule %s: %s"):format(tostring(s.schedule_id), tostring(s.err)))
+    ctx:warn(("left out schedule %s: %s"):format(output.cell(s.schedule_id), output.cell(s.err)))
   end
   local skipped = {}
   for i, s in ipairs(summary.skipped) do skipped[i] = { schedule_id = s.schedule_id, message = tostring(s.err) } end

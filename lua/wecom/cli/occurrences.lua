@@ -40,7 +40,11 @@ function M.run(args, ctx)
   if type(schedule) ~= "table" then return nil, context.error("failed", "no such schedule: " .. args.schedule_id) end
   local list
   list, err = recurrence.occurrences(schedule, from, to)
-  if not list then return nil, err end
+  if not list then
+    -- the window is the caller's (bad usage); a refused rule is WeCom's schedule: a failure
+    if err.field ~= "from" and err.field ~= "to" then err = context.error("failed", err.message) end
+    return nil, err
+  end
 
   if ctx.json then
     return ctx:document({ schedule_id = args.schedule_id, summary = schedule.summary, from = from, to = to,

@@ -13,8 +13,14 @@ local M = {}
 
 -- A Unix time as the local date and time with its offset:
 -- "2026-11-23 10:00 +08:00" (one strftime: listings call this twice a row).
+-- Times a date can show (years 1 to 9999); a server may send any number.
+local function is_time(t)
+  return type(t) == "number" and t == math.floor(t) and t >= -62135596800 and t <= 253402300799
+end
+
 function M.time(t)
   if type(t) ~= "number" then return "?" end
+  if not is_time(t) then return tostring(t) end
   local text = os.date("%Y-%m-%d %H:%M %z", t)
   local head, sign, hh, mm = text:match("^(.- )([+-])(%d%d)(%d%d)$")
   if not head then return text end
@@ -30,21 +36,22 @@ end
 
 local function zone_of(schedule)
   local r = type(schedule.reminders) == "table" and schedule.reminders or {}
-  return type(r.timezone) == "number" and r.timezone or 8
+  local tz = r.timezone
+  return type(tz) == "number" and tz == math.floor(tz) and tz >= -12 and tz <= 12 and tz or 8
 end
 
 -- The start and end of a schedule as two strings: local times, or for a
 -- whole-day schedule its first day and "all day" (or its last day).
 function M.span(schedule)
   local s, e = schedule.start_time, schedule.end_time
-  if schedule.is_whole_day == 1 and type(s) == "number" and type(e) == "number" then
+  if schedule.is_whole_day == 1 and is_time(s) and is_time(e) then
     local tz = zone_of(schedule)
     local first, last = date_at(s, tz), date_at(math.max(s, e - 1), tz)
     return first, first == last and "all day" or last
   end
   local start, finish = M.time(s), M.time(e)
   -- the same day: the end's time is enough
-  if start:sub(1, 11) == finish:sub(1, 11) and start:sub(-6) == finish:sub(-6) then
+  if is_time(s) and is_time(e) and start:sub(1, 11) == finish:sub(1, 11) and start:sub(-6) == finish:sub(-6) then
     finish = finish:sub(12, 16)
   end
   return start, finish
@@ -78,7 +85,9 @@ function M.repeat_short(schedule)
   local unit = UNITS[recurrence.REPEAT_TYPES[r.repeat_type] or ""]
   if not unit then return "repeats" end
   local n = r.is_custom_repeat == 1 and tonumber(r.repeat_interval) or 1
-  if n and n > 1 then return ("every %d %s"):format(n, unit[2]) end
+  if n and n > 1 then
+    return ("every %s %s"):format(n == math.floor(n) and n < 2 ^ 53 and ("%d"):format(n) or tostring(n), unit[2])
+  end
   return unit[1]
 end
 
@@ -181,6 +190,17 @@ function Table:rows(rows)
   for _, line in ipairs(cells) do add(line) end
   if #out == 0 then return true end
   return self.write(table.concat(out, "\n") .. "\n")
+end
+
+-- The entries of a list a server sent, joined by ", ", each on one line
+-- without control characters: show(entry) for each object (a share, an
+-- attendee), anything else as it is; and how many there are.
+function M.entries(list, show)
+  local out = {}
+  for i, v in ipairs(type(list) == "table" and list or {}) do
+    out[i] = M.cell(show and type(v) == "table" and show(v) or v)
+  end
+  return table.concat(out, ", "), #out
 end
 
 -- "name   value" lines with the names aligned, for one record.

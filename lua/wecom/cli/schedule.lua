@@ -103,17 +103,47 @@ local function list(args, ctx, client)
   return true
 end
 
+-- response_status (API.md): 0 none, 1 tentative, 2 accepted all, 3 accepted once, 4 declined
+local ANSWERS = { [0] = "no reply", "tentative", "accepted", "accepted once", "declined" }
+
 local function attendee(a)
-  local state = ({ [0] = "no reply", [1] = "accepted", [2] = "tentative", [3] = "declined",
-    [4] = "declined" })[a.response_status]
+  local state = ANSWERS[a.response_status]
   return state and ("%s (%s)"):format(tostring(a.userid), state) or tostring(a.userid)
+end
+
+-- "1 h", "15 min", "2 days": a reminder's distance from the start.
+local function distance(secs)
+  for _, unit in ipairs{ { 86400, " day", " days" }, { 3600, " h", " h" } } do
+    if secs % unit[1] == 0 then
+      local n = secs / unit[1]
+      return ("%d%s"):format(n, n == 1 and unit[2] or unit[3])
+    end
+  end
+  return ("%d min"):format(math.floor(secs / 60))
+end
+
+-- The reminders in words: remind_time_diffs (seconds from the start) when
+-- it has any, as they win over remind_before_event_secs (API.md).
+local function reminders(r)
+  local diffs = r.remind_time_diffs
+  if type(diffs) ~= "table" or #diffs == 0 then diffs = { -(tonumber(r.remind_before_event_secs) or 0) } end
+  local out = {}
+  for i, d in ipairs(diffs) do
+    if type(d) ~= "number" or d ~= math.floor(d) or math.abs(d) > 2 ^ 31 then -- what a server sent, shown as sent
+      out[i] = output.cell(d)
+    elseif d == 0 then
+      out[i] = "at the start"
+    else
+      out[i] = distance(math.abs(d)) .. (d < 0 and " before" or " after the start")
+    end
+  end
+  return table.concat(out, ", ")
 end
 
 local function show_schedule(s)
   local start, finish = output.span(s)
-  local attendees = {}
-  for i, a in ipairs(type(s.attendees) == "table" and s.attendees or {}) do attendees[i] = attendee(a) end
-  local admins = type(s.admins) == "table" and s.admins or {}
+  local attendees, n = output.entries(s.attendees, attendee)
+  local admins, admin_count = output.entries(s.admins)
   local r = type(s.reminders) == "table" and s.reminders or {}
   local fields = {
     { "schedule_id", s.schedule_id },
@@ -127,12 +157,9 @@ local function show_schedule(s)
     { "description", s.description },
   }
   if s.organizer ~= nil then fields[#fields + 1] = { "organizer", s.organizer } end
-  if #admins > 0 then fields[#fields + 1] = { "admins", table.concat(admins, ", ") } end
-  fields[#fields + 1] = { "attendees", #attendees > 0 and ("%d: %s"):format(#attendees, table.concat(attendees, ", "))
-    or "none" }
-  if r.is_remind == 1 then
-    fields[#fields + 1] = { "reminder", ("%d min before"):format(math.floor((r.remind_before_event_secs or 0) / 60)) }
-  end
+  if admin_count > 0 then fields[#fields + 1] = { "admins", admins } end
+  fields[#fields + 1] = { "attendees", n > 0 and ("%d: %s"):format(n, attendees) or "none" }
+  if r.is_remind == 1 then fields[#fields + 1] = { "reminder", reminders(r) } end
   return output.fields(fields)
 end
 
