@@ -209,6 +209,19 @@ local function try_start(nginx, dir, conf, env)
   return nil, log, log:find("Address already in use", 1, true) ~= nil
 end
 
+-- Whether something listens on TCP `port` (Linux: /proc/net/tcp*). A conf
+-- with `reuseport` binds a port that another process of the same user
+-- listens on with it too, and the two then share the connections: such a
+-- port is skipped before trying, not found taken by the bind.
+function M.listened(port)
+  local pattern = (":%04X %%x+:%%x+ 0A "):format(port)
+  for _, file in ipairs{ "/proc/net/tcp", "/proc/net/tcp6" } do
+    local text = read_file(file)
+    if text and text:find(pattern) then return true end
+  end
+  return false
+end
+
 -- Starts an nginx whose conf is build(dir, port): on opts.port, or on a
 -- free one (and the one after it, which a conf may use too) when opts.port
 -- is 0 or nil. opts.dir defaults to a directory named after the port;
@@ -228,7 +241,12 @@ function M.start_nginx(opts, build)
     seed = (seed * 1103515245 + 12345) % 2147483648
     local port = fixed and opts.port or 20000 + seed % 40000
     local dir = opts.dir or default_dir(port)
-    local ok, err, busy = try_start(nginx, dir, build(dir, port), opts.env)
+    local ok, err, busy
+    if not fixed and (M.listened(port) or M.listened(port + 1)) then
+      err, busy = "port " .. port .. " in use", true
+    else
+      ok, err, busy = try_start(nginx, dir, build(dir, port), opts.env)
+    end
     if ok then
       return setmetatable({ port = port, dir = dir, nginx = nginx,
         pid = tonumber(read_file(dir .. "/nginx.pid") or "") }, Instance)
