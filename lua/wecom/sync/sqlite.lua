@@ -66,7 +66,10 @@ end
 -- A string as an SQL literal. JSON text and ids seldom hold a quote: those
 -- that don't go as they are (escaping a page's JSON costs as much as
 -- storing it).
+local function hex(c) return ("%02X"):format(c:byte()) end
 local function quote(conn, s)
+  -- LuaSQL hands SQL text to SQLite as a C string: a NUL would end it
+  if s:find("%z") then return "CAST(X'" .. s:gsub(".", hex) .. "' AS TEXT)" end
   if s:find("'", 1, true) then return "'" .. conn:escape(s) .. "'" end
   return "'" .. s .. "'"
 end
