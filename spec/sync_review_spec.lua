@@ -105,5 +105,48 @@ describe("wecom.sync review", function()
       assert.same({ cal }, store:calendar_ids())
       store:close()
     end)
+
+    -- LuaSQL's fetch gives nil, message when a step fails: taken as the
+    -- end of the rows, a malformed page or an I/O error made a short
+    -- answer (a page cut short, rows not found and inserted again).
+    it("fails a read that meets a malformed page, rather than answer short", function()
+      files = files + 1
+      local path = ("%s/review-%d.db"):format(dir, files)
+      local store = assert(sync.sqlite(path))
+      local cal = "wccorrupt"
+      assert(store:update(cal, {}, function() return { follow = true, calendar = { summary = "x" } } end))
+      for p = 0, 2 do
+        local put, ids = {}, {}
+        for i = 1, 1000 do
+          ids[i] = ("sch%06d"):format(p * 1000 + i)
+          put[i] = { schedule_id = ids[i], summary = ("summary %d "):format(i) .. ("z"):rep(200) }
+        end
+        assert(store:update(cal, ids, function() return { put = put } end))
+      end
+      store:close() -- checkpointed into the file
+      local f = assert(io.open(path, "r+b"))
+      local size = f:seek("end")
+      for at = math.floor(size * 0.6 / 4096) * 4096, size - 4096, 4096 * 3 do
+        f:seek("set", at)
+        f:write(("\255"):rep(4096))
+      end
+      f:close()
+      store = assert(sync.sqlite(path))
+      local after, read, failed = nil, 0, nil
+      while true do
+        local list, pos = store:page(cal, after, 500)
+        if not list then
+          failed = pos
+          break
+        end
+        if #list == 0 then break end
+        assert.equal(500, #list) -- 3000 rows: every page is whole, or fails
+        read, after = read + #list, pos
+      end
+      store:close()
+      assert.is_true(read < 3000)
+      assert.equal("store", failed.reason)
+      assert.truthy(failed.message:find("malformed", 1, true), failed.message)
+    end)
   end)
 end)

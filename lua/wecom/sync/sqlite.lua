@@ -55,12 +55,16 @@ local function rows(conn, sql)
   if type(cur) ~= "userdata" then return {} end
   local out = {}
   while true do
-    local row = cur:fetch({}, "n")
-    if not row then break end
+    -- a step that fails (a malformed page, an I/O error) ends the rows
+    -- too: with its message, not as if they were all
+    local row, ferr = cur:fetch({}, "n")
+    if not row then
+      cur:close()
+      if ferr ~= nil then return nil, fail(ferr) end
+      return out
+    end
     out[#out + 1] = row
   end
-  cur:close()
-  return out
 end
 
 -- A string as an SQL literal. JSON text and ids seldom hold a quote: those
