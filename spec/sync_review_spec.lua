@@ -150,3 +150,48 @@ describe("wecom.sync review", function()
     end)
   end)
 end)
+
+-- The mirror of examples/nginx.conf keeps its work to one worker at a time
+-- with a lock in a shared dict. The lock was renewed only as changes came:
+-- a pull or reconcile that found nothing for longer than the lock's TTL
+-- lost it, and another worker (pulling alongside) or another timer of the
+-- same worker (failing "busy", and counting that against a queued message
+-- until it was dropped) took it.
+describe("the mirror of examples/nginx.conf, on a long pull that finds nothing", function()
+  local core = require("wecom.core")
+  local example_nginx = require("support.example")
+  local emu, example, dir
+
+  setup(function()
+    emu = emulator.start()
+    dir = support.tmpdir()
+  end)
+
+  teardown(function()
+    if example then example:stop() end
+    emu:stop()
+    support.rmdir(dir)
+  end)
+
+  it("keeps the lock while it works: one worker pages at a time", function()
+    local client = support.fresh(emu)
+    local cal = support.calendar(client)
+    emu:seed(cal, 30000, { cancelled_every = 1 }) -- 30 pages, every schedule cancelled: no change to report
+    local LATENCY = 0.25
+    emu:fault{ path = "oa/schedule/get_by_calendar", latency_ms = LATENCY * 1000, times = -1 }
+    local before = emu:calls("oa/schedule/get_by_calendar")
+    example = example_nginx.start(emu, {
+      WECOM_MIRROR_CALENDARS = cal, WECOM_MIRROR_DB = dir .. "/mirror.db",
+      WECOM_MIRROR_PULL_EVERY = "0.2", WECOM_MIRROR_LOCK_TTL = "2",
+    })
+    local started = core.monotime()
+    local WINDOW = 5 -- the first pull takes 31 pages * 0.25 s: still running at its end
+    core.sleep(WINDOW)
+    local pages = emu:calls("oa/schedule/get_by_calendar") - before
+    local elapsed = core.monotime() - started
+    -- one worker at a time: a page every LATENCY s at most; two at once page twice as fast
+    assert.is_true(pages <= elapsed / LATENCY + 2, ("%d pages in %.1f s"):format(pages, elapsed))
+    local log = example.log()
+    assert.is_nil(log:find("wecom mirror", 1, true), log)
+  end)
+end)
