@@ -106,6 +106,20 @@ describe("wecom.sync review", function()
       store:close()
     end)
 
+    it("refuses a busy_timeout or wal_autocheckpoint beyond a C int, naming it, on every Lua", function()
+      for _, field in ipairs{ "busy_timeout", "wal_autocheckpoint" } do
+        for _, v in ipairs{ math.huge, 1e300, 2 ^ 31 } do
+          local ok, store, err = pcall(sync.sqlite, dir .. "/refused.db", { [field] = v })
+          assert.is_true(ok, tostring(store))
+          assert.is_nil(store)
+          assert.equal("validation", err.kind)
+          assert.equal("opts." .. field, err.field)
+        end
+      end
+      local store = assert(sync.sqlite(dir .. "/refused.db", { busy_timeout = 2 ^ 31 - 1 }))
+      store:close()
+    end)
+
     -- LuaSQL's fetch gives nil, message when a step fails: taken as the
     -- end of the rows, a malformed page or an I/O error made a short
     -- answer (a page cut short, rows not found and inserted again).

@@ -37,6 +37,8 @@ end
 
 local function invalid(field, text) return nil, errors.validation("sync.sqlite", field, text) end
 
+local INT_MAX = 2147483647
+
 local SYNCHRONOUS = { OFF = true, NORMAL = true, FULL = true, EXTRA = true }
 
 -- Runs one statement: true | nil, err. (A statement that yields rows, such
@@ -159,15 +161,18 @@ function M.open(path, opts)
   if type(path) ~= "string" or path == "" then return invalid("path", "expected a file name") end
   if opts ~= nil and type(opts) ~= "table" then return invalid("opts", "expected a table") end
   opts = opts or {}
+  -- SQLite takes both as a C int: a larger number (math.huge for "wait
+  -- forever") raised in string.format on Lua 5.4 and became a negative
+  -- one (no wait at all) on 5.1 and LuaJIT
   local busy = opts.busy_timeout or 10000
-  if type(busy) ~= "number" or busy < 0 or busy ~= math.floor(busy) then
-    return invalid("opts.busy_timeout", "expected milliseconds (an integer >= 0)")
+  if type(busy) ~= "number" or busy < 0 or busy > INT_MAX or busy ~= math.floor(busy) then
+    return invalid("opts.busy_timeout", "expected milliseconds (an integer 0..2147483647)")
   end
   local synchronous = opts.synchronous or "NORMAL"
   if not SYNCHRONOUS[synchronous] then return invalid("opts.synchronous", "expected OFF, NORMAL, FULL or EXTRA") end
   local checkpoint = opts.wal_autocheckpoint or 10000
-  if type(checkpoint) ~= "number" or checkpoint < 0 or checkpoint ~= math.floor(checkpoint) then
-    return invalid("opts.wal_autocheckpoint", "expected a number of pages (an integer >= 0)")
+  if type(checkpoint) ~= "number" or checkpoint < 0 or checkpoint > INT_MAX or checkpoint ~= math.floor(checkpoint) then
+    return invalid("opts.wal_autocheckpoint", "expected a number of pages (an integer 0..2147483647)")
   end
   local found, driver = pcall(require, "luasql.sqlite3")
   if not found then
