@@ -120,6 +120,16 @@ describe("wecom.sync review", function()
       store:close()
     end)
 
+    it("refuses an option it does not know (a misspelt one was ignored)", function()
+      local store, err = sync.sqlite(dir .. "/refused.db", { busy_timout = 60000 })
+      assert.is_nil(store)
+      assert.equal("validation", err.kind)
+      assert.equal("opts.busy_timout", err.field)
+      store, err = sync.sqlite(dir .. "/refused.db", "FULL")
+      assert.is_nil(store)
+      assert.equal("opts", err.field)
+    end)
+
     -- LuaSQL's fetch gives nil, message when a step fails: taken as the
     -- end of the rows, a malformed page or an I/O error made a short
     -- answer (a page cut short, rows not found and inserted again).

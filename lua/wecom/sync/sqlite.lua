@@ -16,6 +16,7 @@
 --     one row per live schedule; rowid order is the order the mirror met them
 -- The JSON is what the API returned, so SQLite's json_extract reads any
 -- field: SELECT json_extract(schedule, '$.summary') FROM wecom_sync_schedules.
+local args = require("wecom.args")
 local codec = require("wecom.sync.codec")
 local errors = require("wecom.errors")
 local ypcall = require("wecom.compat").pcall
@@ -38,6 +39,8 @@ end
 local function invalid(field, text) return nil, errors.validation("sync.sqlite", field, text) end
 
 local INT_MAX = 2147483647
+
+local OPTIONS = { busy_timeout = true, synchronous = true, wal_autocheckpoint = true }
 
 local SYNCHRONOUS = { OFF = true, NORMAL = true, FULL = true, EXTRA = true }
 
@@ -159,8 +162,10 @@ end
 -- of log between checkpoints, default 10000).
 function M.open(path, opts)
   if type(path) ~= "string" or path == "" then return invalid("path", "expected a file name") end
-  if opts ~= nil and type(opts) ~= "table" then return invalid("opts", "expected a table") end
-  opts = opts or {}
+  -- a misspelt option would be ignored without a word
+  local err = args.options("sync.sqlite", opts, OPTIONS)
+  if err then return nil, err end
+  opts = args.copy(opts)
   -- SQLite takes both as a C int: a larger number (math.huge for "wait
   -- forever") raised in string.format on Lua 5.4 and became a negative
   -- one (no wait at all) on 5.1 and LuaJIT
@@ -180,7 +185,8 @@ function M.open(path, opts)
       .. " LuaRocks: luasql-sqlite3)")
   end
   local env = driver.sqlite3()
-  local conn, err = env:connect(path)
+  local conn
+  conn, err = env:connect(path)
   if not conn then
     env:close()
     return nil, fail(("%s: %s"):format(path, tostring(err)))
