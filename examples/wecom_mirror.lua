@@ -20,12 +20,14 @@ local sync = require("wecom.sync")
 local M = {}
 
 local EVENTS_EVERY = 1
-local LOCK_TTL = 60       -- a worker that died holding the lock holds it this long
+local LOCK_TTL = 60       -- a worker that died holding the lock holds it this long (WECOM_MIRROR_LOCK_TTL)
 local FEED_LENGTH = 5000  -- the feed keeps the latest changes
 local MAX_ATTEMPTS = 5    -- a message failing this often is dropped: reconcile repairs
 
-local calendars, db_path, pull_every, reconcile_every
+local calendars, db_path, pull_every, reconcile_every, lock_ttl
 local mirror -- per worker, opened by its first timer that gets the lock
+local ticks = 0  -- this worker's ticks, so each holds the lock under a name of its own
+local holding    -- the name the lock is held under by this worker's running tick
 
 local function dict() return ngx.shared.wecom_mirror end
 
@@ -37,6 +39,7 @@ function M.init()
   if db_path == "" then db_path = ngx.config.prefix() .. "wecom-mirror.db" end
   pull_every = tonumber(os.getenv("WECOM_MIRROR_PULL_EVERY") or "") or 30
   reconcile_every = tonumber(os.getenv("WECOM_MIRROR_RECONCILE_EVERY") or "") or 3600
+  lock_ttl = tonumber(os.getenv("WECOM_MIRROR_LOCK_TTL") or "") or LOCK_TTL
 end
 
 local function enabled() return calendars and #calendars > 0 end
@@ -58,9 +61,21 @@ local function record(change)
   entry.id = feed:incr("count", 1, 0)
   feed:set("change:" .. entry.id, cjson.encode(entry))
   feed:delete("change:" .. (entry.id - FEED_LENGTH))
-  -- a long pull renews the lock as it goes
-  feed:replace("lock", ngx.worker.pid(), LOCK_TTL)
 end
+
+-- The lock renewed for the tick that holds it, before each transaction, so
+-- a long pull or reconcile that finds nothing keeps it as surely as one
+-- that reports. false when it was lost (it expired and another took it):
+-- the tick then stops rather than work alongside the new holder. (get and
+-- set don't yield: only an expiry in between could slip through.)
+local function renew()
+  local queue = dict()
+  if not holding or queue:get("lock") ~= holding then return false end
+  queue:set("lock", holding, lock_ttl)
+  return true
+end
+
+local LOST = "the mirror's lock was lost (it expired): another worker has the work now"
 
 local function open()
   if mirror then return mirror end
@@ -68,6 +83,11 @@ local function open()
   -- writing the file (wecom mirror from cron) is waited for, briefly
   local store, err = sync.sqlite(db_path, { busy_timeout = 1000 })
   if not store then return nil, err end
+  local update = store.update
+  store.update = function(self, ...)
+    if not renew() then return nil, LOST end
+    return update(self, ...)
+  end
   mirror, err = sync.new{ client = require("wecom_app").client(), store = store, on_change = record }
   if not mirror then
     store:close()
@@ -101,7 +121,8 @@ local function drain(m)
     local entry = cjson.decode(item)
     local ok, err = m:apply(entry.msg)
     if not ok then
-      entry.attempts = entry.attempts + 1
+      -- another tick's call still running is no fault of the message
+      if not (type(err) == "table" and err.reason == "busy") then entry.attempts = entry.attempts + 1 end
       if entry.attempts < MAX_ATTEMPTS then
         queue:lpush("events", cjson.encode(entry))
       else
@@ -110,7 +131,7 @@ local function drain(m)
       end
       return nil, err
     end
-    queue:replace("lock", ngx.worker.pid(), LOCK_TTL)
+    if not renew() then return nil, LOST end
   end
 end
 
@@ -130,12 +151,16 @@ local function tick(premature, what)
   if premature then return end
   local queue = dict()
   -- one worker at a time, and in it one timer at a time
-  if not queue:add("lock", ngx.worker.pid(), LOCK_TTL) then return end
+  ticks = ticks + 1
+  local name = ngx.worker.pid() .. ":" .. ticks
+  if not queue:add("lock", name, lock_ttl) then return end
+  holding = name
   local m, err = open()
   local ok = m ~= nil
   if m then ok, err = WORK[what](m) end
   if not ok then ngx.log(ngx.ERR, "wecom mirror: ", what, ": ", tostring(err)) end
-  if queue:get("lock") == ngx.worker.pid() then queue:delete("lock") end
+  if queue:get("lock") == name then queue:delete("lock") end
+  if holding == name then holding = nil end
 end
 
 -- From init_worker_by_lua: the timers (in every worker; the lock picks one).

@@ -21,7 +21,13 @@ local function slow(v, out)
   if t == "string" then
     out[#out + 1] = '"' .. v:gsub('[%z\1-\31"\\\127]', escape) .. '"'
   elseif t == "number" then
-    if v == math.floor(v) and v > -2 ^ 53 and v < 2 ^ 53 then
+    if v ~= v then
+      out[#out + 1] = "null"
+    elseif v == math.huge or v == -math.huge then
+      -- what the decoder made of a number too large for a double (1e999
+      -- from the server): "inf" would be stored as text no decoder reads
+      out[#out + 1] = v > 0 and "1e999" or "-1e999"
+    elseif v == math.floor(v) and v > -2 ^ 53 and v < 2 ^ 53 then
       out[#out + 1] = ("%.0f"):format(v)
     else
       out[#out + 1] = ("%.17g"):format(v)

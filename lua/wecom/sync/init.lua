@@ -420,6 +420,13 @@ local SCHEDULE_EVENTS = {
   add_schedule = true, modify_schedule = true, delete_schedule = true, respond_schedule = true,
 }
 
+-- Whether a schedule read by id belongs to another calendar than the one
+-- it is mirrored in (an event's CalId, a stored row): cal_id can't be
+-- updated, so such a schedule is not in this calendar, whatever it says.
+local function elsewhere(s, cal_id)
+  return type(s) == "table" and type(s.cal_id) == "string" and s.cal_id ~= cal_id
+end
+
 -- The schedule as it is now, against the store. count | nil, err.
 local function apply_schedule(self, cal_id, schedule_id, event)
   local res, err = self.client:schedule_get{ schedule_id_list = { schedule_id } }
@@ -434,8 +441,11 @@ local function apply_schedule(self, cal_id, schedule_id, event)
   elseif not gone(err, M.SCHEDULE_GONE) then
     return nil, err
   end
-  -- gone for good, or not returned at all: as good as cancelled
-  if not s or s.schedule_id ~= schedule_id then s = { schedule_id = schedule_id, status = 1, gone = true } end
+  -- gone for good, not returned at all, or in another calendar: as good
+  -- as cancelled, for this calendar
+  if not s or s.schedule_id ~= schedule_id or elsewhere(s, cal_id) then
+    s = { schedule_id = schedule_id, status = 1, gone = true }
+  end
   local st = step(self, cal_id, "event", event)
   return st:run({ schedule_id }, function(rec, rows, batch)
     if not rec then return end
@@ -526,6 +536,7 @@ local function sweep(self, cal_id, scan)
       batch.scan, batch.seen = scan, {}
       for i, id in ipairs(ids) do
         local s = found[i]
+        if elsewhere(s, cal_id) then s = false end
         if rows[id] then
           if s then
             batch.seen[#batch.seen + 1] = id

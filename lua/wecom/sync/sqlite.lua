@@ -16,6 +16,7 @@
 --     one row per live schedule; rowid order is the order the mirror met them
 -- The JSON is what the API returned, so SQLite's json_extract reads any
 -- field: SELECT json_extract(schedule, '$.summary') FROM wecom_sync_schedules.
+local args = require("wecom.args")
 local codec = require("wecom.sync.codec")
 local errors = require("wecom.errors")
 local ypcall = require("wecom.compat").pcall
@@ -37,6 +38,10 @@ end
 
 local function invalid(field, text) return nil, errors.validation("sync.sqlite", field, text) end
 
+local INT_MAX = 2147483647
+
+local OPTIONS = { busy_timeout = true, synchronous = true, wal_autocheckpoint = true }
+
 local SYNCHRONOUS = { OFF = true, NORMAL = true, FULL = true, EXTRA = true }
 
 -- Runs one statement: true | nil, err. (A statement that yields rows, such
@@ -55,18 +60,25 @@ local function rows(conn, sql)
   if type(cur) ~= "userdata" then return {} end
   local out = {}
   while true do
-    local row = cur:fetch({}, "n")
-    if not row then break end
+    -- a step that fails (a malformed page, an I/O error) ends the rows
+    -- too: with its message, not as if they were all
+    local row, ferr = cur:fetch({}, "n")
+    if not row then
+      cur:close()
+      if ferr ~= nil then return nil, fail(ferr) end
+      return out
+    end
     out[#out + 1] = row
   end
-  cur:close()
-  return out
 end
 
 -- A string as an SQL literal. JSON text and ids seldom hold a quote: those
 -- that don't go as they are (escaping a page's JSON costs as much as
 -- storing it).
+local function hex(c) return ("%02X"):format(c:byte()) end
 local function quote(conn, s)
+  -- LuaSQL hands SQL text to SQLite as a C string: a NUL would end it
+  if s:find("%z") then return "CAST(X'" .. s:gsub(".", hex) .. "' AS TEXT)" end
   if s:find("'", 1, true) then return "'" .. conn:escape(s) .. "'" end
   return "'" .. s .. "'"
 end
@@ -150,17 +162,22 @@ end
 -- of log between checkpoints, default 10000).
 function M.open(path, opts)
   if type(path) ~= "string" or path == "" then return invalid("path", "expected a file name") end
-  if opts ~= nil and type(opts) ~= "table" then return invalid("opts", "expected a table") end
-  opts = opts or {}
+  -- a misspelt option would be ignored without a word
+  local err = args.options("sync.sqlite", opts, OPTIONS)
+  if err then return nil, err end
+  opts = args.copy(opts)
+  -- SQLite takes both as a C int: a larger number (math.huge for "wait
+  -- forever") raised in string.format on Lua 5.4 and became a negative
+  -- one (no wait at all) on 5.1 and LuaJIT
   local busy = opts.busy_timeout or 10000
-  if type(busy) ~= "number" or busy < 0 or busy ~= math.floor(busy) then
-    return invalid("opts.busy_timeout", "expected milliseconds (an integer >= 0)")
+  if type(busy) ~= "number" or busy < 0 or busy > INT_MAX or busy ~= math.floor(busy) then
+    return invalid("opts.busy_timeout", "expected milliseconds (an integer 0..2147483647)")
   end
   local synchronous = opts.synchronous or "NORMAL"
   if not SYNCHRONOUS[synchronous] then return invalid("opts.synchronous", "expected OFF, NORMAL, FULL or EXTRA") end
   local checkpoint = opts.wal_autocheckpoint or 10000
-  if type(checkpoint) ~= "number" or checkpoint < 0 or checkpoint ~= math.floor(checkpoint) then
-    return invalid("opts.wal_autocheckpoint", "expected a number of pages (an integer >= 0)")
+  if type(checkpoint) ~= "number" or checkpoint < 0 or checkpoint > INT_MAX or checkpoint ~= math.floor(checkpoint) then
+    return invalid("opts.wal_autocheckpoint", "expected a number of pages (an integer 0..2147483647)")
   end
   local found, driver = pcall(require, "luasql.sqlite3")
   if not found then
@@ -168,7 +185,8 @@ function M.open(path, opts)
       .. " LuaRocks: luasql-sqlite3)")
   end
   local env = driver.sqlite3()
-  local conn, err = env:connect(path)
+  local conn
+  conn, err = env:connect(path)
   if not conn then
     env:close()
     return nil, fail(("%s: %s"):format(path, tostring(err)))
