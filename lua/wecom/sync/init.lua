@@ -234,8 +234,14 @@ local function refresh_calendar(self, cal_id, source, event, follow)
   local cal, err = read_calendar(self, cal_id)
   if cal == nil then return nil, err end
   if cal == false then
-    if follow then return nil, err end
-    return drop(self, cal_id, source, event)
+    if not follow then return drop(self, cal_id, source, event) end
+    -- following one that is gone fails; if it was followed, it is dropped
+    -- first (reported once), so a loop that follows its list before each
+    -- pull is told once and then only fails that follow
+    local n, derr = drop(self, cal_id, source, event)
+    if not n then return nil, derr end
+    err.count = n
+    return nil, err
   end
   local st = step(self, cal_id, source, event)
   return st:run({}, function(rec, _, batch)
@@ -317,7 +323,8 @@ end
 
 -- mirror:follow(cal_id) -> true | nil, err: reads the calendar's details and
 -- starts mirroring it (the next pull brings every schedule). Following a
--- followed calendar refreshes its details (calendar_changed if they differ).
+-- followed calendar refreshes its details (calendar_changed if they differ),
+-- or drops it when it is gone (calendar_removed, and the follow fails).
 function Mirror:follow(cal_id)
   return exclusive(self, "follow", function()
     local err = check_id("follow", cal_id)
