@@ -22,14 +22,26 @@ local M = {}
 local EVENTS_EVERY = 1
 local LOCK_TTL = 60       -- a worker that died holding the lock holds it this long (WECOM_MIRROR_LOCK_TTL)
 local FEED_LENGTH = 5000  -- the feed keeps the latest changes
-local MAX_ATTEMPTS = 5    -- a message failing this often is dropped: reconcile repairs
+local RETRY_FOR = 600     -- a message failing this long is dropped (WECOM_MIRROR_EVENT_RETRY_FOR): reconcile repairs
 
-local calendars, db_path, pull_every, reconcile_every, lock_ttl
+local calendars, db_path, pull_every, reconcile_every, lock_ttl, retry_for
 local mirror -- per worker, opened by its first timer that gets the lock
 local ticks = 0  -- this worker's ticks, so each holds the lock under a name of its own
 local holding    -- the name the lock is held under by this worker's running tick
 
 local function dict() return ngx.shared.wecom_mirror end
+
+-- A number of seconds from the environment; a bad one stops nginx from
+-- starting, with the variable named (a timer every 0 s would fail later).
+local function seconds(name, default)
+  local v = os.getenv(name)
+  if v == nil or v == "" then return default end
+  local n = tonumber(v)
+  if not n or n ~= n or n <= 0 or n == math.huge then
+    error(("wecom mirror: %s must be a number of seconds above 0, not %q"):format(name, v), 0)
+  end
+  return n
+end
 
 -- From init_by_lua: the configuration, no I/O.
 function M.init()
@@ -37,9 +49,10 @@ function M.init()
   for id in (os.getenv("WECOM_MIRROR_CALENDARS") or ""):gmatch("[^,%s]+") do calendars[#calendars + 1] = id end
   db_path = os.getenv("WECOM_MIRROR_DB") or ""
   if db_path == "" then db_path = ngx.config.prefix() .. "wecom-mirror.db" end
-  pull_every = tonumber(os.getenv("WECOM_MIRROR_PULL_EVERY") or "") or 30
-  reconcile_every = tonumber(os.getenv("WECOM_MIRROR_RECONCILE_EVERY") or "") or 3600
-  lock_ttl = tonumber(os.getenv("WECOM_MIRROR_LOCK_TTL") or "") or LOCK_TTL
+  pull_every = seconds("WECOM_MIRROR_PULL_EVERY", 30)
+  reconcile_every = seconds("WECOM_MIRROR_RECONCILE_EVERY", 3600)
+  lock_ttl = seconds("WECOM_MIRROR_LOCK_TTL", LOCK_TTL)
+  retry_for = seconds("WECOM_MIRROR_EVENT_RETRY_FOR", RETRY_FOR)
 end
 
 local function enabled() return calendars and #calendars > 0 end
@@ -59,7 +72,9 @@ local function record(change)
   local entry = { kind = change.kind, cal_id = change.cal_id, schedule_id = change.schedule_id,
     source = change.source, summary = s.summary, worker = ngx.worker.pid() }
   entry.id = feed:incr("count", 1, 0)
-  feed:set("change:" .. entry.id, cjson.encode(entry))
+  -- never by evicting: the least recently used keys may be the lock's
+  local ok, err = feed:safe_set("change:" .. entry.id, cjson.encode(entry))
+  if not ok then ngx.log(ngx.WARN, "wecom mirror: the feed is full, change ", entry.id, " not listed: ", err) end
   feed:delete("change:" .. (entry.id - FEED_LENGTH))
 end
 
@@ -112,7 +127,10 @@ local function follow_all(m)
 end
 
 -- The queued messages, applied in order. A message that fails goes back to
--- the front of the queue for the next tick, up to MAX_ATTEMPTS times.
+-- the front of the queue for the next tick, so an outage of WeCom (or of the
+-- store) keeps the messages in order until it ends; one that fails for good
+-- (an error not `retryable`: a bad message, an API refusal), or for longer
+-- than retry_for, is dropped.
 local function drain(m)
   local queue = dict()
   while true do
@@ -121,10 +139,15 @@ local function drain(m)
     local entry = cjson.decode(item)
     local ok, err = m:apply(entry.msg)
     if not ok then
+      local retry = type(err) == "table" and err.retryable
       -- another tick's call still running is no fault of the message
-      if not (type(err) == "table" and err.reason == "busy") then entry.attempts = entry.attempts + 1 end
-      if entry.attempts < MAX_ATTEMPTS then
-        queue:lpush("events", cjson.encode(entry))
+      if not (retry and err.kind == "sync" and err.reason == "busy") then
+        entry.attempts = entry.attempts + 1
+        entry.since = entry.since or ngx.now()
+      end
+      if retry and ngx.now() - (entry.since or ngx.now()) < retry_for then
+        local len, perr = queue:lpush("events", cjson.encode(entry))
+        if not len then ngx.log(ngx.ERR, "wecom mirror: lost ", tostring(entry.msg.Event), ": ", perr) end
       else
         ngx.log(ngx.ERR, "wecom mirror: dropped ", tostring(entry.msg.Event), " after ", entry.attempts,
           " attempts (the next reconcile repairs what it changed): ", tostring(err))
@@ -144,7 +167,11 @@ local WORK = {
     if not ok then return nil, err end
     return m:pull()
   end,
-  reconcile = function(m) return m:reconcile() end,
+  reconcile = function(m)
+    local ok, err = drain(m) -- an event first: it tells why a schedule differs
+    if not ok then return nil, err end
+    return m:reconcile()
+  end,
 }
 
 local function tick(premature, what)

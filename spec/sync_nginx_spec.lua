@@ -132,4 +132,44 @@ describe("the mirror of examples/nginx.conf", function()
     assert.equal(200, status)
     assert.equal(2, #cjson.decode(body))
   end)
+
+  it("holds an event through an outage of WeCom longer than a few ticks, then applies it", function()
+    local id = assert(client:schedule_add{ schedule = { cal_id = cal, start_time = 1800000000, end_time = 1800003600,
+      summary = "before the outage" } }).schedule_id
+    local before = #changes()
+    until_changes("the new schedule", function(l) return #l > before end)
+    before = #changes()
+    -- the event's re-read fails, and so do the pulls and reconciles, for 7 ticks
+    emu:fault{ path = "oa/schedule/get", status = 502, times = -1 }
+    emu:fault{ path = "oa/schedule/get_by_calendar", status = 502, times = -1 }
+    -- queued by the mirror; the callback example's own re-read fails, so it
+    -- answers 500 and WeCom would deliver it again (the mirror reports once)
+    local reply = emu:control("act", { event = "modify_schedule", schedule_id = id,
+      schedule = { summary = "after the outage" } })
+    assert.equal(500, reply.deliveries[1].status)
+    core.sleep(7)
+    assert.equal(before, #changes())
+    emu:clear_faults()
+    until_changes("the event, after the outage", function(l) return #l > before end)
+    core.sleep(2.5) -- a reconcile runs meanwhile: the event had told it all
+    local list = changes()
+    assert.equal(before + 1, #list)
+    assert.equal("changed", list[#list].kind)
+    assert.equal("event", list[#list].source)
+    assert.equal("after the outage", list[#list].summary)
+    assert.is_nil(example.log():find("dropped", 1, true))
+  end)
+
+  it("refuses to start with a setting that is no number of seconds above 0, naming it", function()
+    for _, bad in ipairs{ "0", "-1", "soon" } do
+      local ok, err = pcall(example_nginx.start, emu, {
+        WECOM_CALLBACK_TOKEN = support.TOKEN, WECOM_CALLBACK_AES_KEY = support.KEY,
+        WECOM_MIRROR_CALENDARS = cal, WECOM_MIRROR_DB = dir .. "/refused.db", WECOM_MIRROR_PULL_EVERY = bad,
+      })
+      if ok then err:stop() end -- started after all: not left running
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("WECOM_MIRROR_PULL_EVERY must be a number of seconds above 0", 1, true),
+        tostring(err))
+    end
+  end)
 end)
