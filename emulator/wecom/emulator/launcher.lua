@@ -244,6 +244,11 @@ function M.start_nginx(opts, build)
     local ok, err, busy
     if not fixed and (M.listened(port) or M.listened(port + 1)) then
       err, busy = "port " .. port .. " in use", true
+    elseif not fixed and not opts.dir and not run("mkdir " .. shell_quote(dir) .. " 2>/dev/null") then
+      -- the directory named after the port is taken (mkdir is atomic): an
+      -- instance starting on the same port at the same moment, whose conf
+      -- and pid file must not be overwritten, nor its directory removed
+      err, busy = dir .. " exists", true
     else
       ok, err, busy = try_start(nginx, dir, build(dir, port), opts.env)
     end
@@ -252,7 +257,7 @@ function M.start_nginx(opts, build)
         pid = tonumber(read_file(dir .. "/nginx.pid") or "") }, Instance)
     end
     last_err = err
-    if not opts.dir then run("rm -rf " .. shell_quote(dir)) end
+    if not opts.dir and err ~= dir .. " exists" then run("rm -rf " .. shell_quote(dir)) end
     if not busy then break end
   end
   return nil, tostring(last_err)
