@@ -241,10 +241,12 @@ describe("wecom.sync durability", function()
       assert.equal(n, tonumber(count), read(log) .. read(log .. ".err"))
       peaks[n] = { lua = tonumber(lua_kb), hwm = tonumber(hwm) }
     end
-    -- ten times the schedules, about the same peak: the Lua heap and the process
+    -- ten times the schedules, about the same peak: the Lua heap and the
+    -- process (the heap's peak moves with when the collector runs: 1.0-1.6
+    -- seen; keeping the schedules would make it about ten times)
     local lua_ratio = peaks[100000].lua / peaks[10000].lua
     local hwm_ratio = peaks[100000].hwm / peaks[10000].hwm
-    assert.is_true(lua_ratio < 1.5, ("Lua heap: %d KB vs %d KB"):format(peaks[100000].lua, peaks[10000].lua))
-    assert.is_true(hwm_ratio < 1.5, ("VmHWM: %d KB vs %d KB"):format(peaks[100000].hwm, peaks[10000].hwm))
+    assert.is_true(lua_ratio < 2.5, ("Lua heap: %d KB vs %d KB"):format(peaks[100000].lua, peaks[10000].lua))
+    assert.is_true(hwm_ratio < 2.5, ("VmHWM: %d KB vs %d KB"):format(peaks[100000].hwm, peaks[10000].hwm))
   end)
 end)
