@@ -237,6 +237,9 @@ describe("OpenResty", function()
   end)
 
   it("shares a wrong secret's 40001 between workers: one gettoken for 40 requests", function()
+    -- a slow gettoken, so the 40 requests overlap (a burst of quick ones
+    -- under load went all to one worker, ten times running)
+    emu:fault{ path = "gettoken", latency_ms = 300, times = -1 }
     local replies, _, before = fire_both(40, "/calendar?client=badsecret&cal_id=" .. cal_id, function()
       assert.equal(200, (http:request("GET", nginx.base_url .. "/flush"))) -- the 40001 remembered
       return emu:calls("gettoken")
