@@ -20,13 +20,7 @@ local TOKEN_MARK = "Tok3nMarkQ8"
 -- everything any run printed: checked for secrets at the end
 local outputs = {}
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local text = f:read("*a")
-  f:close()
-  return text
-end
+local read = shell.read
 
 local function exists(path) return read(path) ~= nil end
 

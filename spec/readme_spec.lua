@@ -38,12 +38,7 @@ local function lua_blocks(text)
   return blocks
 end
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local function read(path) return assert(shell.read(path), "can't read " .. path) end
 
 local function write(path, s)
   local f = assert(io.open(path, "wb"))

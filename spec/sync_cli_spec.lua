@@ -133,9 +133,7 @@ describe("wecom mirror", function()
         .. " bin/wecom %s >%s 2>%s"):format(env, shell.quote(emu.base_url), shell.quote(emu.corpid),
         shell.quote(emu.corpsecret), shell.quote(shell.lua), args, shell.quote(out), shell.quote(err)))
       local function read(path)
-        local f = assert(io.open(path))
-        local text = f:read("*a")
-        f:close()
+        local text = assert(shell.read(path), "can't read " .. path)
         os.remove(path)
         return text
       end

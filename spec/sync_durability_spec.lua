@@ -43,13 +43,7 @@ log:write("done ", n, " ", ("%.0f"):format(peak), " ", hwm, "\n")
 log:close()
 ]]
 
-local function read(path)
-  local f = io.open(path)
-  if not f then return "" end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local function read(path) return shell.read(path) or "" end
 
 describe("wecom.sync durability", function()
   local emu, dir, client, child_file

@@ -6,7 +6,6 @@ local sync = require("wecom.sync")
 
 describe("wecom.sync review", function()
   local emu, dir, client
-  local files = 0
 
   setup(function()
     emu = emulator.start()
@@ -20,12 +19,6 @@ describe("wecom.sync review", function()
 
   before_each(function() client = support.fresh(emu) end)
 
-  local function new_store(kind)
-    if kind == "memory" then return sync.memory() end
-    files = files + 1
-    return assert(sync.sqlite(("%s/review-%d.db"):format(dir, files)))
-  end
-
   local function schedule(cal_id, summary)
     return assert(client:schedule_add{ schedule = { cal_id = cal_id, start_time = 1800000000,
       end_time = 1800003600, summary = summary or "review" } }).schedule_id
@@ -36,7 +29,7 @@ describe("wecom.sync review", function()
       local store, feed, mirror
 
       before_each(function()
-        store = new_store(kind)
+        store = support.store(kind, dir)
         feed = support.feed()
         mirror = assert(sync.new{ client = client, store = store, on_change = feed.fn })
       end)
@@ -104,7 +97,7 @@ describe("wecom.sync review", function()
     -- LuaSQL passes SQL text as a C string: an id with a NUL cut the
     -- statement short, and every pull failed on that page for good.
     it("stores and finds again ids that hold NUL bytes and quotes", function()
-      local store = new_store("sqlite")
+      local store = support.store("sqlite", dir)
       local cal, id = "wc'\0cal", "sch\0ed'ule"
       assert(store:update(cal, {}, function() return { follow = true, calendar = { summary = "x" } } end))
       for round = 1, 2 do
@@ -153,9 +146,7 @@ describe("wecom.sync review", function()
     -- end of the rows, a malformed page or an I/O error made a short
     -- answer (a page cut short, rows not found and inserted again).
     it("fails a read that meets a malformed page, rather than answer short", function()
-      files = files + 1
-      local path = ("%s/review-%d.db"):format(dir, files)
-      local store = assert(sync.sqlite(path))
+      local store, path = support.store("sqlite", dir)
       local cal = "wccorrupt"
       assert(store:update(cal, {}, function() return { follow = true, calendar = { summary = "x" } } end))
       for p = 0, 2 do

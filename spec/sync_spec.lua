@@ -16,7 +16,6 @@ end
 
 describe("wecom.sync", function()
   local emu, inbox, dir, client
-  local files = 0
 
   setup(function()
     emu = emulator.start()
@@ -35,12 +34,6 @@ describe("wecom.sync", function()
     inbox:target(emu)
     inbox:messages() -- what earlier tests left
   end)
-
-  local function new_store(kind)
-    if kind == "memory" then return sync.memory() end
-    files = files + 1
-    return assert(sync.sqlite(("%s/mirror-%d.db"):format(dir, files)))
-  end
 
   local function calendar(summary) return support.calendar(client, summary) end
 
@@ -65,7 +58,7 @@ describe("wecom.sync", function()
       local store, feed, mirror
 
       before_each(function()
-        store = new_store(kind)
+        store = support.store(kind, dir)
         feed = support.feed()
         mirror = assert(sync.new{ client = client, store = store, on_change = feed.fn })
       end)

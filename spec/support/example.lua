@@ -7,9 +7,7 @@ local shell = require("support.shell")
 local M = {}
 
 function M.start(emu, env)
-  local f = assert(io.open("examples/nginx.conf"))
-  local text = f:read("*a")
-  f:close()
+  local text = assert(shell.read("examples/nginx.conf"), "can't read examples/nginx.conf")
   local root = shell.cwd()
   local vars = { WECOM_BASE_URL = emu.base_url, WECOM_CORPID = emu.corpid, WECOM_CORPSECRET = emu.corpsecret }
   for k, v in pairs(env or {}) do vars[k] = v end
@@ -24,13 +22,7 @@ function M.start(emu, env)
   end))
   example.base_url = ("http://127.0.0.1:%d"):format(example.port)
   -- the example's error_log (error_log build/nginx-example.log)
-  function example.log()
-    local lf = io.open(example.dir .. "/error.log")
-    if not lf then return "" end
-    local s = lf:read("*a")
-    lf:close()
-    return s
-  end
+  function example.log() return shell.read(example.dir .. "/error.log") or "" end
   return example
 end
 

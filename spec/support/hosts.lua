@@ -23,13 +23,7 @@ local function exists(path)
   return f ~= nil
 end
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local function read(path) return shell.read(path) or "" end
 
 -- The C core for every Lua (a plain-Lua host runs under each) and
 -- lua-resty-redis (make resty-redis), made if missing.

@@ -7,11 +7,22 @@ local codec = require("wecom.sync.codec")
 local luassert = require("luassert")
 local raw = require("support.raw")
 local shell = require("support.shell")
+local sync = require("wecom.sync")
 
 local M = {}
 
 M.TOKEN = "mirrorCallbackToken"
 M.KEY = "Mk1mZ0p5cW1KcU9ZbWh3Rk1sU2d0b3J3c1RkY2xw0a9"
+
+-- A store of a kind the specs run against: "memory", or "sqlite" (a new
+-- file in dir; its path second).
+local files = 0
+function M.store(kind, dir)
+  if kind == "memory" then return sync.memory() end
+  files = files + 1
+  local path = ("%s/mirror-%d.db"):format(dir, files)
+  return assert(sync.sqlite(path)), path
+end
 
 -- A directory of a spec's own (M.rmdir(dir) in its teardown).
 function M.tmpdir()

@@ -18,13 +18,7 @@ local M = {}
 local Server = {}
 Server.__index = Server
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read = shell.read
 
 local function alive(pid)
   if not pid then return false end

@@ -22,6 +22,15 @@ function M.lua_env(path, cpath)
   return ("env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 LUA_PATH=%s LUA_CPATH=%s"):format(M.quote(path), M.quote(cpath))
 end
 
+-- The whole file at path (read as bytes), or nil when it can't be opened.
+function M.read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
 function M.cwd()
   local p = io.popen("pwd")
   local d = p:read("*l")
